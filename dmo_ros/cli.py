@@ -1,0 +1,197 @@
+"""`dmo-ros`: the pip-only entry point (and what the trainer nodes call).
+
+Each subcommand's flags are declared here; its work lives in the module named in
+`RUNNERS`, imported only when that subcommand runs so `--help` stays instant.
+A subcommand whose runner is not built yet says so in one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+from dmo_ros.errors import UserError
+
+ROBOTS = ("pusht", "flexiv", "go2")  # pusht and flexiv name the same robot: the Push-T arm
+PRESETS = ("tiny", "cpu", "paper")
+
+# (verb, what) -> "module:function(args) -> int | None"; None: not built yet, with the roadmap item.
+RUNNERS: dict[tuple[str, str | None], str | None] = {
+    ("collect", None): None,
+    ("train", "world-model"): None,
+    ("train", "reward"): None,
+    ("train", "rssm"): None,
+    ("train", "policy"): None,
+    ("eval", "world-model"): None,
+    ("eval", "reward"): None,
+    ("eval", "policy"): None,
+    ("deploy", None): None,
+    ("replay", None): None,
+    ("bag", "info"): None,
+    ("bag", "video"): None,
+    ("demo", None): None,
+    ("bench", None): "dmo_ros.bench:run",
+}
+
+ROADMAP = {
+    ("collect", None): "Play-data collection",
+    ("replay", None): "Play-data collection",
+    ("bag", "info"): "Play-data collection",
+    ("bag", "video"): "Play-data collection",
+    ("train", "world-model"): "Global world model for Push-T",
+    ("eval", "world-model"): "Global world model for Push-T",
+    ("train", "reward"): "Learned rewards and the local RSSM",
+    ("train", "rssm"): "Learned rewards and the local RSSM",
+    ("train", "policy"): "DMO-SAPO",
+    ("eval", "reward"): "Learned rewards and the local RSSM",
+    ("eval", "policy"): "DMO-SAPO",
+    ("deploy", None): "Deployment",
+    ("demo", None): "Play-data collection",
+}
+
+
+def _add_training_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config", default="pusht.yaml", help="task config (default: config/pusht.yaml)"
+    )
+    p.add_argument("--preset", choices=PRESETS, default="tiny", help="model/training size")
+    p.add_argument("--bags", nargs="+", default=[], metavar="DIR", help="bag folders to train on")
+    p.add_argument("--out", required=True, metavar="DIR", help="run folder (models/<run>)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set world_model.train.steps=500",
+    )
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dmo-ros",
+        description=(
+            "Train image policies inside learned world models from a robot's play data "
+            "(DMO-SAPO), on ROS 2 without a ROS install."
+        ),
+    )
+    sub = parser.add_subparsers(dest="verb", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "collect",
+        help="record play data to a rosbag2 bag",
+        description="Run camera, robot driver, teleop, intent button and recorder in one "
+        "process (real nodes on DDS) and record play data to a rosbag2 (MCAP) bag.",
+    )
+    p.add_argument("--robot", choices=ROBOTS, required=True, help="pusht (= flexiv arm) or go2")
+    sim = p.add_mutually_exclusive_group()
+    sim.add_argument("--sim", dest="sim", action="store_true", default=True, help="simulated robot")
+    sim.add_argument("--real", dest="sim", action="store_false", help="the real robot bridge")
+    p.add_argument("--teleop", choices=("keyboard", "joy", "auto"), default="auto")
+    p.add_argument("--duration", type=float, default=600.0, help="seconds to record")
+    p.add_argument("--out", metavar="DIR", help="bag folder (default: rosbags/<robot>_<time>)")
+    p.add_argument("--params", metavar="YAML", help="ROS parameter file (default: per robot)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the scene and auto-play")
+
+    p = sub.add_parser(
+        "train",
+        help="train a world model, reward, RSSM or policy",
+        description="Fit a model from bags and write models/<run> (config, checkpoints, tb, eval).",
+    )
+    p.add_argument("what", choices=("world-model", "reward", "rssm", "policy"))
+    _add_training_flags(p)
+
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a trained model",
+        description="Evaluate a trained run on held-out bags; JSON and plots go to <model>/eval.",
+    )
+    p.add_argument("what", choices=("world-model", "reward", "policy"))
+    p.add_argument("--model", required=True, metavar="DIR", help="run folder or checkpoint")
+    p.add_argument("--bags", nargs="+", default=[], metavar="DIR", help="held-out bag folders")
+    p.add_argument("--out", metavar="DIR", help="where to write (default: <model>/eval)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+
+    p = sub.add_parser(
+        "deploy",
+        help="run a trained policy on a robot at 5 Hz",
+        description="Run the policy node on the simulated or real robot.",
+    )
+    p.add_argument("--robot", choices=ROBOTS, required=True)
+    p.add_argument("--model", required=True, metavar="DIR")
+    p.add_argument("--real", dest="sim", action="store_false", default=True)
+
+    p = sub.add_parser(
+        "replay",
+        help="publish a bag on its topics (pip-only `ros2 bag play`)",
+        description="Publish a bag back with its original timing, plus the robot path "
+        "(nav_msgs/Path) and the intent as a marker, for RViz.",
+    )
+    p.add_argument("bag", metavar="BAG")
+    p.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
+    p.add_argument("--loop", action="store_true", help="start over at the end")
+
+    p = sub.add_parser("bag", help="inspect bags", description="Inspect recorded bags.")
+    bag = p.add_subparsers(dest="what", metavar="WHAT", required=True)
+    q = bag.add_parser("info", help="topics, counts, rates, duration, intent ratio, gaps")
+    q.add_argument("bag", metavar="BAG")
+    q = bag.add_parser("video", help="the camera stream as a video, intent shown")
+    q.add_argument("bag", metavar="BAG")
+    q.add_argument("--out", required=True, metavar="FILE.mp4")
+    q.add_argument("--topic", default=None, help="image topic (default: the camera topic)")
+
+    p = sub.add_parser(
+        "demo",
+        help="the whole pipeline so far on the simulated robot",
+        description="Set up nothing, ask nothing: run what exists of the pipeline on the "
+        "embedded simulated robot and print what it did.",
+    )
+    p.add_argument("--robot", choices=ROBOTS, default="pusht")
+    p.add_argument("--out", default="models/demo", metavar="DIR")
+    p.add_argument("--preset", choices=PRESETS, default="tiny")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of play data to record")
+
+    p = sub.add_parser(
+        "bench",
+        help="speed and memory measurements (prints and saves figures)",
+        description="Run the scripts in bench/ and save their figures in bench/results/.",
+    )
+    p.add_argument("which", nargs="*", default=[], help="bench names (default: all)")
+    return parser
+
+
+def _resolve(verb: str, what: str | None) -> Callable[[argparse.Namespace], int | None]:
+    key = (verb, what) if (verb, what) in RUNNERS else (verb, None)
+    target = RUNNERS[key]
+    if target is None:
+        name = " ".join(x for x in (verb, what) if x)
+        raise NotBuilt(f"dmo-ros {name}: not built yet (roadmap: {ROADMAP[key]})")
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+class NotBuilt(Exception):
+    pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        runner = _resolve(args.verb, getattr(args, "what", None))
+        code = runner(args)
+    except NotBuilt as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except UserError as exc:
+        print(f"dmo-ros {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

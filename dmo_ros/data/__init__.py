@@ -1,0 +1,1 @@
+"""rosbag2 files, play data and training windows. No ROS runtime."""

@@ -1,0 +1,1 @@
+"""ROS 2 nodes: thin wiring of topics, parameters and services to the cores."""

@@ -1,0 +1,1 @@
+"""Learned rewards. torch, no ROS."""

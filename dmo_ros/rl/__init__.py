@@ -1,0 +1,1 @@
+"""DMO-SAPO and baselines. torch, no ROS."""

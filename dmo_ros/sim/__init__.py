@@ -1,0 +1,1 @@
+"""Embedded simulated robots (gymnasium API). No ROS, no torch."""

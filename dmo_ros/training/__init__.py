@@ -1,0 +1,1 @@
+"""Shared by every trainer: device, autocast, checkpoints, EMA, distributed. torch, no ROS."""

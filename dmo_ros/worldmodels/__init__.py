@@ -1,0 +1,1 @@
+"""Global (diffusion) and local (RSSM) world models. torch, no ROS."""

@@ -1,0 +1,36 @@
+"""Test harness: DDS stays on loopback and every run gets its own ROS domain.
+
+This runs before any test module imports rclpy, so the variables reach DDS.
+"""
+
+import os
+import sys
+
+import pytest
+
+from dmo_ros.nodes.dds_env import claim_domain_id
+
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+# A domain of our own even when the caller exported one: parallel runs must not see each other.
+os.environ["ROS_DOMAIN_ID"] = str(claim_domain_id())
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+
+
+@pytest.fixture
+def ros_context():
+    """An rclpy context of the test's own, shut down afterwards."""
+    import rclpy
+
+    context = rclpy.context.Context()
+    rclpy.init(context=context)
+    yield context
+    if context.ok():
+        rclpy.shutdown(context=context)
+
+
+@pytest.fixture(scope="session")
+def python() -> str:
+    """The interpreter of this venv, for child processes (they inherit the DDS variables)."""
+    return sys.executable
