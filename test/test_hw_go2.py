@@ -8,12 +8,12 @@ import time
 
 import numpy as np
 import pytest
-from support.go2_standin import Go2StandIn, camera_image, sdk_domain
+from support.go2_standin import BODY_VELOCITY, Go2StandIn, camera_image, sdk_domain
 
 from dmo_ros.errors import UserError
 from dmo_ros.hw import ConnectError
 from dmo_ros.hw.command_guard import BadCommand
-from dmo_ros.hw.go2 import Go2Base, VelocityStream
+from dmo_ros.hw.go2 import Go2Base, VelocityStream, planar_state
 
 MOVE, STOP_MOVE, DAMP, STAND_UP, BALANCE_STAND = 1008, 1003, 1001, 1004, 1002
 PERIOD = 0.2
@@ -135,6 +135,48 @@ def test_camera_frame_through_the_video_client(base):
     # RGB order, JPEG-close to what the camera saw.
     assert np.abs(frame.astype(int) - camera_image().astype(int)).mean() < 6
     assert frame[60, 80].tolist() == pytest.approx([230, 20, 20], abs=25)
+
+
+def test_sport_state_arrives_with_the_robots_pose_and_body_velocity(robot, base):
+    first = wait_for(base.state)
+    time.sleep(0.1)
+    state = base.state()
+    assert state["stamp"] > first["stamp"] and time.monotonic() - state["stamp"] < 0.5
+    # The pose lies on the stand-in's arc, at a time just before the sample arrived.
+    t = robot.time_of_yaw(state["pose"][2], near=state["stamp"])
+    np.testing.assert_allclose(state["pose"], robot.pose_at(t), atol=1e-4)
+    assert 0.0 <= state["stamp"] - t < 0.5
+    assert np.hypot(*(state["pose"][:2] - first["pose"][:2])) > 0.01  # it moves
+    # The SDK's world-frame velocity, turned into the body frame: constant along the arc.
+    np.testing.assert_allclose(state["velocity"], BODY_VELOCITY, atol=1e-4)
+    np.testing.assert_allclose(first["velocity"], BODY_VELOCITY, atol=1e-4)
+
+
+def test_sport_state_stops_when_the_robot_goes_quiet(robot, base):
+    wait_for(base.state)
+    robot.pause_state()
+    try:
+        time.sleep(0.2)  # samples in flight land
+        held = base.state()
+        time.sleep(0.3)
+        assert base.state()["stamp"] == held["stamp"]  # the last sample is kept; it ages
+    finally:
+        robot.resume_state()
+    wait_for(lambda: base.state()["stamp"] > held["stamp"])
+
+
+def test_no_state_before_connect_and_garbage_samples_are_dropped():
+    from unitree_sdk2py.idl.default import unitree_go_msg_dds__SportModeState_
+
+    assert Go2Base(iface="lo").state() is None
+    msg = unitree_go_msg_dds__SportModeState_()
+    msg.position, msg.velocity, msg.yaw_speed = [2.0, 1.0, 0.3], [0.0, 0.5, 0.0], -0.2
+    msg.imu_state.rpy = [0.0, 0.0, math.pi / 2]  # facing +y: world +y is body forward
+    pose, velocity = planar_state(msg)
+    np.testing.assert_allclose(pose, [2.0, 1.0, math.pi / 2], atol=1e-6)
+    np.testing.assert_allclose(velocity, [0.5, 0.0, -0.2], atol=1e-6)
+    msg.velocity = [math.nan, 0.0, 0.0]
+    assert planar_state(msg) is None
 
 
 def test_a_second_dds_domain_in_one_process_is_refused(robot):

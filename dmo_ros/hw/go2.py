@@ -5,10 +5,15 @@ so `VelocityStream` repeats the last command at `resend_hz` (>= 5 Hz) and sends 
 when no new command arrived for `timeout_periods` control periods: losing the command
 stream stops the robot. The stream takes plain callables, so a `cmd_vel` pass-through to
 a custom locomotion policy can reuse it without the SDK.
+
+`SportState` keeps the latest sport-mode state the robot publishes on `rt/sportmodestate`
+(planar pose in its odometry frame, velocity turned into the body frame); `Go2Base` opens
+one on connect, and the pass-through can open one on its own.
 """
 
 from __future__ import annotations
 
+import math
 import socket
 import threading
 import time
@@ -24,6 +29,9 @@ from dmo_ros.hw.command_guard import CommandGuard
 
 # Published Go2 limits (m/s, m/s, rad/s); configured limits must lie inside them.
 GO2_LIMITS = {"vx": (-2.5, 3.8), "vy": (-1.0, 1.0), "wz": (-4.0, 4.0)}
+
+# The robot's sport-mode state (unitree_go.msg.dds_.SportModeState_).
+STATE_TOPIC = "rt/sportmodestate"
 
 # The SDK's ChannelFactory is one DDS participant per process, bound to the first
 # (domain, interface) it is given; a second, different one would be silently ignored.
@@ -115,18 +123,106 @@ class VelocityStream:
 
 def _import_sdk() -> Any:
     try:
-        from unitree_sdk2py.core.channel import ChannelFactoryInitialize
+        from unitree_sdk2py.core.channel import ChannelFactoryInitialize, ChannelSubscriber
         from unitree_sdk2py.go2.sport.sport_client import SportClient
         from unitree_sdk2py.go2.video.video_client import VideoClient
+        from unitree_sdk2py.idl.unitree_go.msg.dds_ import SportModeState_
     except ImportError as exc:
         raise UserError(
             "unitree_sdk2py is not installed (pip install unitree-sdk2py-dimos cyclonedds)"
         ) from exc
     return SimpleNamespace(
         ChannelFactoryInitialize=ChannelFactoryInitialize,
+        ChannelSubscriber=ChannelSubscriber,
         SportClient=SportClient,
+        SportModeState_=SportModeState_,
         VideoClient=VideoClient,
     )
+
+
+def open_dds(sdk: Any, domain: int, iface: str) -> None:
+    """Open the SDK's DDS participant on `iface` (once per process; the same one again is fine)."""
+    global _dds_opened
+    names = [name for _, name in socket.if_nameindex()]
+    if iface not in names:
+        raise ConnectError(
+            f"Go2: network interface {iface!r} does not exist (have: {', '.join(names)})"
+        )
+    with _dds_lock:
+        wanted = (domain, iface)
+        if _dds_opened is not None and _dds_opened != wanted:
+            raise ConnectError(
+                f"Go2: this process already opened DDS domain {_dds_opened[0]} on "
+                f"{_dds_opened[1]!r}; the Unitree SDK allows one per process"
+            )
+        if _dds_opened is None:
+            try:
+                sdk.ChannelFactoryInitialize(domain, iface)
+            except Exception as exc:  # the SDK raises a bare Exception
+                raise ConnectError(
+                    f"Go2: cannot open DDS domain {domain} on {iface!r} ({exc})"
+                ) from exc
+            _dds_opened = wanted
+
+
+def planar_state(msg: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """Pose (x, y, yaw) and body velocity (vx, vy, wz) of a SportModeState_; None if not finite.
+
+    The sport service reports `position` and `velocity` in its odometry (world) frame, as
+    Unitree's own MuJoCo bridge does (free-joint qvel); the yaw is the IMU's rpy[2].
+    """
+    x, y = float(msg.position[0]), float(msg.position[1])
+    vx_world, vy_world = float(msg.velocity[0]), float(msg.velocity[1])
+    yaw, wz = float(msg.imu_state.rpy[2]), float(msg.yaw_speed)
+    values = (x, y, yaw, vx_world, vy_world, wz)
+    if not all(math.isfinite(v) for v in values):
+        return None
+    c, s = math.cos(yaw), math.sin(yaw)
+    body = (c * vx_world + s * vy_world, -s * vx_world + c * vy_world, wz)
+    return np.array([x, y, yaw]), np.array(body)
+
+
+class SportState:
+    """The latest sport-mode state the robot publishes on `rt/sportmodestate`."""
+
+    def __init__(self, iface: str = "eth0", domain: int = 0, sdk: Any = None) -> None:
+        self.iface, self.domain = iface, int(domain)
+        self._sdk = sdk if sdk is not None else _import_sdk()
+        self._lock = threading.Lock()
+        self._latest: dict[str, Any] | None = None
+        self._subscriber: Any = None
+        self._listening = False  # off after close(): a late sample must not revive the state
+
+    def open(self) -> None:
+        """Open DDS on `iface` (if not yet) and subscribe; samples arrive in the background."""
+        if self._subscriber is not None:
+            return
+        open_dds(self._sdk, self.domain, self.iface)
+        subscriber = self._sdk.ChannelSubscriber(STATE_TOPIC, self._sdk.SportModeState_)
+        self._listening = True
+        # No queue: the handler runs on the DDS listener thread and only keeps the sample.
+        subscriber.Init(self._on_sample, 0)
+        self._subscriber = subscriber
+
+    def _on_sample(self, msg: Any) -> None:
+        planar = planar_state(msg)
+        if planar is None or not self._listening:
+            return  # a garbage sample is dropped: the state goes stale instead of wrong
+        pose, velocity = planar
+        with self._lock:
+            self._latest = {"pose": pose, "velocity": velocity, "stamp": time.monotonic()}
+
+    def state(self) -> dict[str, Any] | None:
+        """{"pose": [x, y, yaw], "velocity": [vx, vy, wz] (body frame), "stamp": arrival
+        time (time.monotonic())} of the latest sample, or None if none arrived."""
+        with self._lock:
+            return None if self._latest is None else dict(self._latest)
+
+    def close(self) -> None:
+        self._listening = False
+        subscriber, self._subscriber = self._subscriber, None
+        if subscriber is not None:
+            subscriber.Close()
 
 
 class Go2Base:
@@ -164,6 +260,7 @@ class Go2Base:
         self._sport: Any = None
         self._video: Any = None
         self._stream: VelocityStream | None = None
+        self._state = SportState(self.iface, self.domain, self._sdk)
         self._estopped = False
         self.last_error: str | None = None  # the last SDK call that failed, for the node
 
@@ -171,7 +268,7 @@ class Go2Base:
         """Open DDS on `iface`, start the SportClient, and wait until the robot answers."""
         if self._stream is not None:
             return
-        self._open_dds()
+        self._state.open()  # opens DDS too; the state streams while the probe waits
         sport = self._sdk.SportClient()
         sport.SetTimeout(self.rpc_timeout)
         sport.Init()
@@ -181,6 +278,7 @@ class Go2Base:
         while code != 0 and time.monotonic() < deadline:
             code, _ = sport.GetServerApiVersion()
         if code != 0:
+            self._state.close()
             raise ConnectError(
                 f"Go2 on interface {self.iface!r} (DDS domain {self.domain}) did not answer its "
                 f"sport service within {timeout:g} s (code {code}); is it on and on this network?"
@@ -194,29 +292,6 @@ class Go2Base:
             self.timeout_periods,
             self.resend_hz,
         )
-
-    def _open_dds(self) -> None:
-        global _dds_opened
-        names = [name for _, name in socket.if_nameindex()]
-        if self.iface not in names:
-            raise ConnectError(
-                f"Go2: network interface {self.iface!r} does not exist (have: {', '.join(names)})"
-            )
-        with _dds_lock:
-            wanted = (self.domain, self.iface)
-            if _dds_opened is not None and _dds_opened != wanted:
-                raise ConnectError(
-                    f"Go2: this process already opened DDS domain {_dds_opened[0]} on "
-                    f"{_dds_opened[1]!r}; the Unitree SDK allows one per process"
-                )
-            if _dds_opened is None:
-                try:
-                    self._sdk.ChannelFactoryInitialize(self.domain, self.iface)
-                except Exception as exc:  # the SDK raises a bare Exception
-                    raise ConnectError(
-                        f"Go2: cannot open DDS domain {self.domain} on {self.iface!r} ({exc})"
-                    ) from exc
-                _dds_opened = wanted
 
     def _send_move(self, v: np.ndarray) -> None:
         code = self._sport.Move(float(v[0]), float(v[1]), float(v[2]))
@@ -276,6 +351,10 @@ class Go2Base:
     def estopped(self) -> bool:
         return self._estopped
 
+    def state(self) -> dict[str, Any] | None:
+        """The latest sport-mode state, or None if none arrived (see `SportState.state`)."""
+        return self._state.state()
+
     def camera_frame(self) -> np.ndarray | None:
         """The front camera's latest image, RGB uint8 (H, W, 3), or None if none came."""
         import cv2  # only here: the arm-only 3.12 venv has no OpenCV
@@ -293,7 +372,7 @@ class Go2Base:
         return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
     def close(self) -> None:
-        """StopMove and stop the stream. Safe to call twice."""
+        """StopMove, stop the stream and the state subscription. Safe to call twice."""
         stream, self._stream = self._stream, None
         if stream is None:
             return
@@ -302,6 +381,7 @@ class Go2Base:
                 stream.stop()
         finally:
             stream.close()
+            self._state.close()
 
     def __enter__(self) -> Go2Base:
         return self

@@ -4,18 +4,22 @@ It speaks the SDK's RPC protocol (unitree_api Request_/Response_ on rt/api/<serv
 and rt/api/<service>/response): it records every request it receives (api id, JSON
 parameter, CLOCK_MONOTONIC time) as a JSON line, and answers request-reply calls with
 success: the API version for the version probe, a JPEG camera frame for videohub, an empty
-result otherwise. It runs in a process of its own because the SDK's ChannelFactory is a
-one-per-process DDS participant bound to a single domain.
+result otherwise. Like the robot's sport service it publishes SportModeState_ on
+rt/sportmodestate (`STATE_HZ`): the body drives a steady arc (`trajectory`), position and
+velocity in the odometry (world) frame. It runs in a process of its own because the SDK's
+ChannelFactory is a one-per-process DDS participant bound to a single domain.
 
     with Go2StandIn(domain) as robot:       # in a test
         ... Go2Base(iface="lo", domain=domain) ...
         robot.requests("sport")             # what arrived
+        robot.pose_at(t)                    # where it was at time.monotonic() t
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -28,6 +32,27 @@ from typing import Any
 import numpy as np
 
 SERVICES = ("sport", "videohub")
+STATE_HZ = 50.0
+START_POSE = (1.0, -0.5, 0.5)  # x, y (m), yaw (rad) in the odometry frame when it starts
+BODY_VELOCITY = (0.3, 0.1, 0.3)  # vx, vy (m/s, body frame), yaw rate (rad/s): a steady arc
+
+
+def trajectory(t: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pose (x, y, yaw; yaw wrapped to [-pi, pi)) and world-frame velocity (vx, vy) `t` s
+    after the start: the body velocity `BODY_VELOCITY` integrated exactly."""
+    x0, y0, yaw0 = START_POSE
+    vx, vy, wz = BODY_VELOCITY
+    s, c = math.sin(wz * t), math.cos(wz * t)
+    dx, dy = (vx * s - vy * (1 - c)) / wz, (vx * (1 - c) + vy * s) / wz  # in the start frame
+    c0, s0 = math.cos(yaw0), math.sin(yaw0)
+    yaw = yaw0 + wz * t
+    cy, sy = math.cos(yaw), math.sin(yaw)
+    pose = np.array([x0 + c0 * dx - s0 * dy, y0 + s0 * dx + c0 * dy, _wrap(yaw)])
+    return pose, np.array([cy * vx - sy * vy, sy * vx + cy * vy])
+
+
+def _wrap(angle: float) -> float:
+    return (angle + math.pi) % (2 * math.pi) - math.pi
 
 
 @cache
@@ -47,8 +72,37 @@ def camera_image() -> np.ndarray:
     return frame
 
 
+def publish_state(publishing: threading.Event, t0: float) -> None:
+    """Write SportModeState_ on rt/sportmodestate at `STATE_HZ` while `publishing` is set."""
+    from unitree_sdk2py.core.channel import ChannelPublisher
+    from unitree_sdk2py.idl.default import unitree_go_msg_dds__SportModeState_
+    from unitree_sdk2py.idl.unitree_go.msg.dds_ import SportModeState_
+
+    writer = ChannelPublisher("rt/sportmodestate", SportModeState_)
+    writer.Init()
+    msg = unitree_go_msg_dds__SportModeState_()
+    next_t = time.monotonic()
+    while True:
+        publishing.wait()
+        now = time.monotonic()
+        pose, velocity = trajectory(now - t0)
+        yaw = float(pose[2])
+        msg.stamp.sec, msg.stamp.nanosec = int(now), int((now % 1.0) * 1e9)
+        msg.position = [float(pose[0]), float(pose[1]), 0.3]
+        msg.velocity = [float(velocity[0]), float(velocity[1]), 0.0]
+        msg.yaw_speed = BODY_VELOCITY[2]
+        msg.imu_state.rpy = [0.0, 0.0, yaw]
+        msg.imu_state.quaternion = [math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)]  # w x y z
+        writer.Write(msg)
+        next_t = max(next_t + 1.0 / STATE_HZ, now)
+        time.sleep(max(0.0, next_t - time.monotonic()))
+
+
 def serve(domain: int, record: Path, iface: str = "lo") -> None:
-    """Answer sport and videohub requests until stdin closes (the parent went away)."""
+    """Answer sport and videohub requests, publish the sport state, until stdin closes.
+
+    Lines on stdin: `pause` stops the state stream (a robot gone quiet), `resume` restarts it.
+    """
     import cv2
     from unitree_sdk2py.core.channel import ChannelFactory, ChannelFactoryInitialize
     from unitree_sdk2py.core.channel_name import ChannelType, GetServerChannelName
@@ -109,8 +163,17 @@ def serve(domain: int, record: Path, iface: str = "lo") -> None:
             handler(service, responses),
             10,
         )
-    print("ready", flush=True)
-    sys.stdin.read()  # returns at EOF: the parent closed the pipe or exited
+    publishing = threading.Event()
+    publishing.set()
+    t0 = time.monotonic()
+    threading.Thread(target=publish_state, args=(publishing, t0), daemon=True).start()
+    print(f"ready {t0!r}", flush=True)
+    for line in sys.stdin:  # ends at EOF: the parent closed the pipe or exited
+        command = line.strip()
+        if command == "pause":
+            publishing.clear()
+        elif command == "resume":
+            publishing.set()
 
 
 class Go2StandIn:
@@ -126,12 +189,37 @@ class Go2StandIn:
         self._proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
         )
-        ready = threading.Event()
-        threading.Thread(target=lambda: ready.set() if self._proc.stdout.readline() else None,
-                         daemon=True).start()  # fmt: skip
-        if not ready.wait(start_timeout):
+        ready: list[str] = []
+        reader = threading.Thread(target=lambda: ready.append(self._proc.stdout.readline()),
+                                  daemon=True)  # fmt: skip
+        reader.start()
+        reader.join(start_timeout)
+        if not ready or not ready[0].startswith("ready "):
             self.close()
             raise RuntimeError(f"Go2 stand-in did not start within {start_timeout} s")
+        self.t0 = float(ready[0].split()[1])  # time.monotonic() when its trajectory started
+
+    def pose_at(self, t: float) -> np.ndarray:
+        """Its pose (x, y, yaw) at time.monotonic() `t`."""
+        return trajectory(t - self.t0)[0]
+
+    def time_of_yaw(self, yaw: float, near: float) -> float:
+        """The time.monotonic() nearest `near` at which its yaw was `yaw` (it turns steadily)."""
+        wz = BODY_VELOCITY[2]
+        t = self.t0 + _wrap(yaw - START_POSE[2]) / wz
+        period = 2 * math.pi / wz
+        return t + round((near - t) / period) * period
+
+    def pause_state(self) -> None:
+        """Stop publishing the sport state (as a robot whose sport service went quiet)."""
+        self._command("pause")
+
+    def resume_state(self) -> None:
+        self._command("resume")
+
+    def _command(self, line: str) -> None:
+        self._proc.stdin.write(line + "\n")
+        self._proc.stdin.flush()
 
     def requests(self, service: str = "sport", since: float = 0.0) -> list[dict[str, Any]]:
         """Requests received for `service` at or after `since` (time.monotonic()), in order."""

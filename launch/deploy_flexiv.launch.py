@@ -1,0 +1,72 @@
+"""Deploy on the Flexiv arm, or on its simulator (the default): the driver, and the camera
+node with the real robot. The policy node joins in a later issue.
+
+    ros2 launch dmo_ros deploy_flexiv.launch.py                      # simulated Push-T table
+    ros2 launch dmo_ros deploy_flexiv.launch.py sim:=false robot_sn:=Rizon4-062468
+"""
+
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition, UnlessCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
+
+
+def generate_launch_description() -> LaunchDescription:
+    sim = LaunchConfiguration("sim")
+    params_file = LaunchConfiguration("params_file")
+    backend = PythonExpression(["'sim' if '", sim, "'.lower() == 'true' else 'flexiv'"])
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                "sim",
+                default_value="true",
+                choices=["true", "false"],
+                description="true: the simulated Push-T table; false: the real arm and camera",
+            ),
+            DeclareLaunchArgument(
+                "robot_sn", default_value="", description="Flexiv serial number (sim:=false)"
+            ),
+            DeclareLaunchArgument(
+                "params_file",
+                default_value=PathJoinSubstitution(
+                    [FindPackageShare("dmo_ros"), "config", "flexiv_nodes.yaml"]
+                ),
+                description="ROS parameter file of the nodes",
+            ),
+            DeclareLaunchArgument(
+                "rviz", default_value="false", choices=["true", "false"], description="start RViz"
+            ),
+            Node(
+                package="dmo_ros",
+                executable="flexiv_driver",
+                name="flexiv_driver",
+                output="screen",
+                parameters=[
+                    params_file,
+                    {
+                        "backend": ParameterValue(backend, value_type=str),
+                        "robot_sn": ParameterValue(LaunchConfiguration("robot_sn"), value_type=str),
+                    },
+                ],
+            ),
+            Node(
+                package="dmo_ros",
+                executable="camera",
+                name="camera",
+                output="screen",
+                parameters=[params_file],
+                condition=UnlessCondition(sim),
+            ),
+            Node(
+                package="rviz2",
+                executable="rviz2",
+                name="rviz2",
+                output="screen",
+                condition=IfCondition(LaunchConfiguration("rviz")),
+            ),
+        ]
+    )

@@ -1,0 +1,71 @@
+"""Deploy on the Go2, or on its simulator (the default): the driver. The policy node joins in
+a later issue.
+
+    ros2 launch dmo_ros deploy_go2.launch.py                               # MuJoCo push-cube
+    ros2 launch dmo_ros deploy_go2.launch.py sim:=false iface:=eth0        # sport service (SDK)
+    ros2 launch dmo_ros deploy_go2.launch.py sim:=false backend:=cmd_vel   # own locomotion policy
+"""
+
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
+
+
+def generate_launch_description() -> LaunchDescription:
+    sim = LaunchConfiguration("sim")
+    real_backend = LaunchConfiguration("backend")
+    backend = PythonExpression(["'sim' if '", sim, "'.lower() == 'true' else '", real_backend, "'"])
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                "sim",
+                default_value="true",
+                choices=["true", "false"],
+                description="true: the simulated push-cube scene; false: the real Go2",
+            ),
+            DeclareLaunchArgument(
+                "backend",
+                default_value="unitree",
+                choices=["unitree", "cmd_vel"],
+                description="with sim:=false: unitree (SDK sport service) or cmd_vel (relay)",
+            ),
+            DeclareLaunchArgument(
+                "iface", default_value="eth0", description="network interface to the Go2"
+            ),
+            DeclareLaunchArgument(
+                "params_file",
+                default_value=PathJoinSubstitution(
+                    [FindPackageShare("dmo_ros"), "config", "go2_nodes.yaml"]
+                ),
+                description="ROS parameter file of the nodes",
+            ),
+            DeclareLaunchArgument(
+                "rviz", default_value="false", choices=["true", "false"], description="start RViz"
+            ),
+            Node(
+                package="dmo_ros",
+                executable="go2_driver",
+                name="go2_driver",
+                output="screen",
+                parameters=[
+                    LaunchConfiguration("params_file"),
+                    {
+                        "backend": ParameterValue(backend, value_type=str),
+                        "iface": ParameterValue(LaunchConfiguration("iface"), value_type=str),
+                    },
+                ],
+            ),
+            Node(
+                package="rviz2",
+                executable="rviz2",
+                name="rviz2",
+                output="screen",
+                condition=IfCondition(LaunchConfiguration("rviz")),
+            ),
+        ]
+    )
