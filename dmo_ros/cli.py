@@ -19,7 +19,7 @@ PRESETS = ("tiny", "cpu", "paper")
 
 # (verb, what) -> "module:function(args) -> int | None"; None: not built yet, with the roadmap item.
 RUNNERS: dict[tuple[str, str | None], str | None] = {
-    ("collect", None): None,
+    ("collect", None): "dmo_ros.nodes.collect:run",
     ("train", "world-model"): None,
     ("train", "reward"): None,
     ("train", "rssm"): None,
@@ -28,18 +28,14 @@ RUNNERS: dict[tuple[str, str | None], str | None] = {
     ("eval", "reward"): None,
     ("eval", "policy"): None,
     ("deploy", None): None,
-    ("replay", None): None,
-    ("bag", "info"): None,
-    ("bag", "video"): None,
+    ("replay", None): "dmo_ros.nodes.bag_replay:run",
+    ("bag", "info"): "dmo_ros.data.bag_tools:info",
+    ("bag", "video"): "dmo_ros.data.bag_tools:video",
     ("demo", None): None,
     ("bench", None): "dmo_ros.bench:run",
 }
 
 ROADMAP = {
-    ("collect", None): "Play-data collection",
-    ("replay", None): "Play-data collection",
-    ("bag", "info"): "Play-data collection",
-    ("bag", "video"): "Play-data collection",
     ("train", "world-model"): "Global world model for Push-T",
     ("eval", "world-model"): "Global world model for Push-T",
     ("train", "reward"): "Learned rewards and the local RSSM",

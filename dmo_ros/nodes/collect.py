@@ -1,0 +1,163 @@
+"""`dmo-ros collect`: record play data with the node classes of collect_play.launch.py composed
+in one process (real nodes, real DDS topics, a multi-threaded executor).
+
+Nodes: recorder, robot driver (sim or real backend), camera (real Flexiv only), teleop
+(keyboard | joy) or auto_play, intent_button; parameters from config/<robot>_nodes.yaml,
+exactly what the launch file passes. Ends after --duration or on Ctrl-C, closes the bag and
+prints a summary read back from the bag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from dmo_ros.config import config_path, ros_parameters
+from dmo_ros.errors import UserError
+from dmo_ros.task import TaskConfig, robot_name, task_for_robot
+
+# robot -> (module, class, node name, real backend, task file)
+DRIVERS = {
+    "flexiv": ("dmo_ros.nodes.flexiv_driver", "FlexivDriver", "flexiv_driver", "flexiv"),
+    "go2": ("dmo_ros.nodes.go2_driver", "Go2Driver", "go2_driver", "unitree"),
+}
+PARAM_FILES = {"flexiv": "flexiv_nodes.yaml", "go2": "go2_nodes.yaml"}
+STARTUP_S = 30.0  # spin at most this long past --duration waiting for the recorder to close
+
+
+def check_args(args: argparse.Namespace) -> tuple[str, TaskConfig, Path]:
+    """Validate the flags before anything starts; a mistake is one UserError line."""
+    robot = robot_name(args.robot)
+    task = task_for_robot(robot)
+    if not args.duration > 0:
+        raise UserError(f"--duration {args.duration}: must be positive (seconds)")
+    if args.teleop == "auto" and not args.sim:
+        raise UserError("--teleop auto needs --sim (auto-play drives from simulator ground truth)")
+    if args.teleop == "keyboard" and not sys.stdin.isatty():
+        raise UserError("--teleop keyboard needs a terminal on stdin (run it in a terminal)")
+    if args.out:
+        out = Path(args.out)
+    else:
+        from dmo_ros.nodes.recorder import default_bag_path
+
+        out = default_bag_path("rosbags", task)
+    if out.exists():
+        raise UserError(f"{out}: already exists (bags are never overwritten; pick another --out)")
+    return robot, task, out
+
+
+def run(args: argparse.Namespace) -> int:
+    """`dmo-ros collect --robot pusht|go2 [--sim] --teleop auto|keyboard|joy --duration s`."""
+    robot, task, out = check_args(args)
+    params = config_path(args.params or PARAM_FILES[robot])
+    module, cls_name, driver_name, real_backend = DRIVERS[robot]
+    driver_params = ros_parameters(params, driver_name)
+
+    from dmo_ros.nodes.dds_env import use_local_dds
+
+    domain = use_local_dds()  # before rclpy initialises DDS
+    import rclpy
+
+    from dmo_ros.nodes.intent_button import IntentButtonNode
+    from dmo_ros.nodes.recorder import RecorderNode, spin_alone
+    from dmo_ros.nodes.runtime import destroy, parameter_overrides, spin
+
+    def overrides(name: str, **values) -> list:
+        return parameter_overrides(params, name, **values)
+
+    rclpy.init()
+    nodes: list = []
+    recorder = auto = None
+    stop = threading.Event()
+    recording = threading.Thread(target=lambda: spin_alone(recorder, stop), daemon=True)
+    try:
+        size = float(driver_params.get("image_size", task.image_size))
+        sim_camera = [size, size, 1.0 / task.control_period]  # the sim camera runs at 5 Hz
+        driver_cls = getattr(importlib.import_module(module), cls_name)
+        backend = "sim" if args.sim else real_backend
+        nodes.append(
+            driver_cls(parameter_overrides=overrides(driver_name, backend=backend, seed=args.seed))
+        )
+        if robot == "flexiv" and not args.sim:
+            from dmo_ros.nodes.camera import CameraNode
+
+            nodes.append(CameraNode(parameter_overrides=overrides("camera")))
+        nodes.append(IntentButtonNode(parameter_overrides=overrides("intent_button")))
+        if args.teleop == "auto":
+            from dmo_ros.nodes.auto_play import AutoPlayNode
+
+            auto = AutoPlayNode(parameter_overrides=overrides("auto_play", seed=args.seed))
+            nodes.append(auto)
+        else:
+            from dmo_ros.nodes.teleop import TeleopNode
+
+            nodes.append(TeleopNode(parameter_overrides=overrides("teleop", input=args.teleop)))
+            if args.teleop == "joy":
+                print(
+                    "joy: reading sensor_msgs/Joy on 'joy'. pip-only has no joy_node: run one "
+                    f"(ros2 run joy joy_node) with ROS_DOMAIN_ID={domain} and "
+                    "ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, or publish Joy there yourself.",
+                    flush=True,
+                )
+        # Last, so that a node that fails to start leaves no empty bag behind; first in the
+        # list, so that it is destroyed last and closes its bag after the others are gone.
+        recorder = RecorderNode(
+            parameter_overrides=overrides(
+                "recorder",
+                out=str(out),
+                duration_s=float(args.duration),
+                sim=bool(args.sim),
+                camera_sim=sim_camera,
+            )
+        )
+        nodes.insert(0, recorder)
+        print(
+            f"recording {args.duration:g} s of {task.name} play data "
+            f"({'sim' if args.sim else 'real'} {robot}, teleop {args.teleop}) to {out}; "
+            f"ROS_DOMAIN_ID={domain}; Ctrl-C stops early and keeps the bag",
+            flush=True,
+        )
+        # The recorder spins on an executor of its own, so that no other node's callbacks
+        # delay it (see recorder.spin_alone); the others share a multi-threaded one.
+        recording.start()
+        spin(nodes[1:], duration=args.duration + STARTUP_S, until=lambda: recorder.finished)
+    finally:
+        stop.set()
+        if recording.is_alive():
+            recording.join()
+        destroy(nodes)  # the recorder is destroyed last: it closes the bag
+        rclpy.try_shutdown()
+    print(summary(out, task, auto), flush=True)
+    if recorder.error:
+        raise UserError(recorder.error)
+    return 0
+
+
+def summary(out: Path, task: TaskConfig, auto=None) -> str:
+    """Bag path, duration, counts and rates per topic, intent ratio (and contact ratio)."""
+    from dmo_ros.data.bag_reader import open_bag
+
+    bag = open_bag(out)
+    seconds = max(1e-9, (bag.end_ns - bag.start_ns) / 1e9)
+    lines = [f"bag: {out} ({seconds:.1f} s, {sum(n for _, n in bag.topics.values())} messages)"]
+    width = max((len(t) for t in bag.topics), default=0)
+    for topic, (msgtype, count) in sorted(bag.topics.items()):
+        lines.append(f"  {topic:<{width}}  {count:6d}  {count / seconds:6.1f} Hz  {msgtype}")
+    intent = bag.find_topic(task.intent_topic, "std_msgs/msg/Bool")
+    if intent is not None:
+        stamps, values = [], []
+        for _, t_ns, data in bag.messages([intent]):
+            stamps.append(t_ns)
+            values.append(bool(bag.decode(intent, data).data))
+        # Time-weighted: each label holds until the next message (republished at 5 Hz).
+        held = np.diff([*stamps, bag.end_ns])
+        ratio = float(held[np.array(values)].sum() / max(1, held.sum()))
+        lines.append(f"intent on: {ratio:.0%} of the time ({len(values)} intent messages)")
+    if auto is not None:
+        lines.append(auto.report())
+    return "\n".join(lines)

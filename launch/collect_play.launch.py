@@ -1,0 +1,179 @@
+"""Record play data: robot driver + camera + teleop or auto-play + intent button + recorder.
+
+  ros2 launch dmo_ros collect_play.launch.py robot:=flexiv|go2 sim:=true|false \
+      teleop:=keyboard|joy|auto bag_dir:=rosbags duration:=600 rviz:=false
+
+sim:=true runs the embedded simulators behind the same topics (the default); sim:=false
+drives the real robot (robot_sn:=... for the Flexiv, iface:=... for the Go2's network).
+teleop:=keyboard opens the keyboard teleop in its own terminal (terminal:='xterm -e' by
+default; any command that runs a program in a terminal works, e.g. 'gnome-terminal --').
+teleop:=joy also starts joy_node (package `joy`). teleop:=auto (sim only) drives with the
+scripted operator. The launch ends when the recorder closes its bag (after `duration`
+seconds; 0 records until Ctrl-C). Node parameters come from config/<robot>_nodes.yaml.
+"""
+
+from launch.actions import (
+    DeclareLaunchArgument,
+    EmitEvent,
+    OpaqueFunction,
+    RegisterEventHandler,
+)
+from launch.event_handlers import OnProcessExit
+from launch.events import Shutdown
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
+
+ROBOTS = ("flexiv", "go2")
+TELEOPS = ("keyboard", "joy", "auto")
+
+
+def _true(value: str) -> bool:
+    return value.strip().lower() in ("true", "1", "yes", "on")
+
+
+def _given(context, backend: str, **arguments: str) -> dict:
+    """Driver overrides: the backend, plus the launch arguments that were given (non-empty),
+    so an unset argument never hides the value in the parameter file."""
+    out = {"backend": backend}
+    for param, arg in arguments.items():
+        value = LaunchConfiguration(arg).perform(context)
+        if value:
+            out[param] = value
+    return out
+
+
+def _nodes(context):
+    robot = LaunchConfiguration("robot").perform(context)
+    sim = _true(LaunchConfiguration("sim").perform(context))
+    teleop = LaunchConfiguration("teleop").perform(context)
+    if robot not in ROBOTS:
+        raise RuntimeError(f"robot:={robot}: expected one of {', '.join(ROBOTS)}")
+    if teleop not in TELEOPS:
+        raise RuntimeError(f"teleop:={teleop}: expected one of {', '.join(TELEOPS)}")
+    if teleop == "auto" and not sim:
+        raise RuntimeError("teleop:=auto needs sim:=true (auto-play drives from ground truth)")
+    share = FindPackageShare("dmo_ros")
+    if robot == "flexiv":
+        params = PathJoinSubstitution([share, "config", "flexiv_nodes.yaml"])
+        rviz_config = PathJoinSubstitution([share, "rviz", "pusht.rviz"])
+    else:
+        params = PathJoinSubstitution([share, "config", "go2_nodes.yaml"])
+        rviz_config = PathJoinSubstitution([share, "rviz", "push_cube.rviz"])
+
+    actions = []
+    if robot == "flexiv":
+        backend = "sim" if sim else "flexiv"
+        actions.append(
+            Node(
+                package="dmo_ros",
+                executable="flexiv_driver",
+                output="screen",
+                parameters=[params, _given(context, backend=backend, robot_sn="robot_sn")],
+            )
+        )
+        if not sim:  # the fixed overhead camera; the simulator renders its own
+            actions.append(
+                Node(package="dmo_ros", executable="camera", output="screen", parameters=[params])
+            )
+    else:
+        backend = "sim" if sim else "unitree"
+        actions.append(
+            Node(
+                package="dmo_ros",
+                executable="go2_driver",
+                output="screen",
+                parameters=[params, _given(context, backend=backend, iface="iface")],
+            )
+        )
+
+    if teleop == "auto":
+        actions.append(
+            Node(package="dmo_ros", executable="auto_play", output="screen", parameters=[params])
+        )
+    elif teleop == "keyboard":
+        actions.append(
+            Node(
+                package="dmo_ros",
+                executable="teleop",
+                output="screen",
+                prefix=LaunchConfiguration("terminal"),  # keys need a terminal of their own
+                parameters=[params, {"input": "keyboard"}],
+            )
+        )
+    else:
+        actions.append(Node(package="joy", executable="joy_node", output="screen"))
+        actions.append(
+            Node(
+                package="dmo_ros",
+                executable="teleop",
+                output="screen",
+                parameters=[params, {"input": "joy"}],
+            )
+        )
+    actions.append(
+        Node(package="dmo_ros", executable="intent_button", output="screen", parameters=[params])
+    )
+
+    recorder = Node(
+        package="dmo_ros",
+        executable="recorder",
+        output="screen",
+        parameters=[
+            params,
+            {
+                "bag_dir": LaunchConfiguration("bag_dir"),
+                "duration_s": float(LaunchConfiguration("duration").perform(context)),
+                "sim": sim,
+            },
+        ],
+    )
+    actions.append(recorder)
+    # The recording is the point of this launch: when the recorder is done, so is the launch.
+    actions.append(
+        RegisterEventHandler(
+            OnProcessExit(target_action=recorder, on_exit=[EmitEvent(event=Shutdown())])
+        )
+    )
+    if _true(LaunchConfiguration("rviz").perform(context)):
+        actions.append(Node(package="rviz2", executable="rviz2", arguments=["-d", rviz_config]))
+    return actions
+
+
+def generate_launch_description() -> LaunchDescription:
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument("robot", default_value="flexiv", description="flexiv | go2"),
+            DeclareLaunchArgument(
+                "sim", default_value="true", description="true: simulated robot; false: real"
+            ),
+            DeclareLaunchArgument(
+                "teleop", default_value="auto", description="keyboard | joy | auto (sim only)"
+            ),
+            DeclareLaunchArgument(
+                "bag_dir", default_value="rosbags", description="folder for the new bag"
+            ),
+            DeclareLaunchArgument(
+                "duration", default_value="600.0", description="seconds to record (0: until Ctrl-C)"
+            ),
+            DeclareLaunchArgument("rviz", default_value="false", description="start RViz"),
+            DeclareLaunchArgument(
+                "robot_sn",
+                default_value="",
+                description="Flexiv serial (sim:=false; default: config)",
+            ),
+            DeclareLaunchArgument(
+                "iface",
+                default_value="",
+                description="Go2 network interface (sim:=false; default: config)",
+            ),
+            DeclareLaunchArgument(
+                "terminal",
+                default_value="xterm -e",
+                description="prefix that gives the keyboard teleop a terminal",
+            ),
+            OpaqueFunction(function=_nodes),
+        ]
+    )

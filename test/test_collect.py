@@ -1,0 +1,299 @@
+"""`dmo-ros collect` end to end: driver + auto-play + intent button + recorder in one process,
+talking over real DDS, recording a real rosbag2 MCAP bag; read back with open_bag.
+
+Also: a kill -9 mid-run leaves a bag that opens with everything up to about a second before
+the kill; SIGINT closes the bag cleanly; bad input is one line and exit 2.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from dmo_ros import cli
+from dmo_ros.data.bag_reader import open_bag
+from dmo_ros.task import task_for_robot
+
+# Seed 7: auto-play first plays (intent off) for 22 steps, then does the task (intent on)
+# for 61 (its schedule depends on the seed alone), so >= 30 control steps hold both labels.
+SEED = "7"
+
+
+def collect(robot: str, out: Path, duration: float) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "dmo_ros.cli", "collect", "--robot", robot, "--sim"]
+    cmd += ["--teleop", "auto", "--duration", str(duration), "--seed", SEED, "--out", str(out)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def counts_on_disk(out: Path) -> dict[str, int]:
+    """Message counts per topic from metadata.yaml (the recorder refreshes it every second)."""
+    try:
+        info = yaml.safe_load((out / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    except (OSError, TypeError, KeyError, yaml.YAMLError):
+        return {}
+    return {
+        t["topic_metadata"]["name"]: t["message_count"]
+        for t in info["topics_with_message_count"] or []
+    }
+
+
+def wait_for(proc: subprocess.Popen, out: Path, topic: str, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while counts_on_disk(out).get(topic, 0) < count:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{topic}: fewer than {count} messages on disk"
+        time.sleep(0.25)
+
+
+def check_play_bag(out: Path, robot: str, min_steps: int) -> None:
+    """Counts, 5 Hz action timing, both intent labels, camera pixels, metadata."""
+    task = task_for_robot(robot)
+    bag = open_bag(out)
+    assert bag.metadata["dmo_ros.robot"] == task.robot
+    assert bag.metadata["dmo_ros.task"] == task.name
+    assert bag.metadata["dmo_ros.sim"] == "true"
+    action = bag.require_topic(task.action_topic, task.action_type)
+    bag.require_topic(task.state_topic, task.state_type)
+    image = bag.require_topic(task.image_topic, "sensor_msgs/msg/Image")
+    intent = bag.require_topic(task.intent_topic, "std_msgs/msg/Bool")
+    bag.require_topic("task/object_pose", "geometry_msgs/msg/PoseStamped")
+    assert bag.topics[action][1] >= min_steps
+    assert bag.topics[image][1] >= min_steps
+
+    gaps = np.diff(bag.timestamps(action)) / 1e9
+    assert abs(np.median(gaps) - task.control_period) < 0.02, gaps
+    assert np.percentile(gaps, 90) < 1.5 * task.control_period, gaps
+
+    low, high = np.array(task.action_low), np.array(task.action_high)
+    for _, _, data in bag.messages([action]):
+        msg = bag.decode(action, data)
+        if task.robot == "flexiv":
+            a = np.array([msg.pose.position.x, msg.pose.position.y])
+        else:
+            a = np.array([msg.twist.linear.x, msg.twist.linear.y, msg.twist.angular.z])
+        assert np.all(a >= low - 1e-6) and np.all(a <= high + 1e-6), a
+
+    labels = {bool(bag.decode(intent, d).data) for _, _, d in bag.messages([intent])}
+    assert labels == {True, False}, "auto-play recorded only one intent label"
+
+    frames = []
+    for _, _, data in bag.messages([image]):
+        msg = bag.decode(image, data)
+        assert (msg.height, msg.width, msg.encoding) == (64, 64, "rgb8")
+        frames.append(np.asarray(msg.data, np.uint8).reshape(64, 64, 3))
+    assert min(f.std() for f in frames) > 10, "a blank camera frame"
+    assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).max() > 50, "a frozen scene"
+
+
+def test_collect_pusht_with_auto_play(tmp_path):
+    out = tmp_path / "pusht"
+    proc = collect("pusht", out, duration=13)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert f"bag: {out}" in stdout
+    assert "intent on:" in stdout and "object contact" in stdout
+    check_play_bag(out, "pusht", min_steps=50)
+    assert open_bag(out).recovered == []  # closed cleanly: nothing to rebuild
+
+
+def test_collect_go2_with_auto_play_stops_cleanly_on_sigint(tmp_path):
+    out = tmp_path / "go2"
+    proc = collect("go2", out, duration=300)
+    try:
+        wait_for(proc, out, "/cmd_vel", 56, timeout=90)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert f"bag: {out}" in stdout
+    bag = open_bag(out)
+    assert bag.recovered == []  # metadata.yaml and every MCAP summary were written at close
+    check_play_bag(out, "go2", min_steps=56)
+
+
+def test_kill_9_keeps_everything_but_the_last_second(tmp_path):
+    out = tmp_path / "pusht"
+    proc = collect("pusht", out, duration=300)
+    try:
+        wait_for(proc, out, "/camera/image_raw", 15, timeout=90)
+        time.sleep(1.0)
+        killed_ns = time.time_ns()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    bag = open_bag(out)
+    image = bag.require_topic("camera/image_raw")
+    assert bag.topics[image][1] >= 15
+    # The writer seals a chunk every 0.5 s: at most about a second is lost.
+    assert killed_ns - bag.end_ns < 1.2e9, (killed_ns - bag.end_ns) / 1e9
+    frames = [bag.decode(image, d) for _, _, d in bag.messages([image])]
+    assert len(frames) == bag.topics[image][1]
+    assert all(len(f.data) == 64 * 64 * 3 for f in frames)
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep").write_text("x")
+    cases = [
+        ["--robot", "pusht", "--out", str(out)],  # never overwrite a bag
+        ["--robot", "go2", "--duration", "0", "--out", str(tmp_path / "a")],
+        ["--robot", "pusht", "--teleop", "auto", "--real", "--out", str(tmp_path / "b")],
+        ["--robot", "pusht", "--teleop", "keyboard", "--out", str(tmp_path / "c")],  # no tty
+    ]
+    for args in cases:
+        assert cli.main(["collect", *args]) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("dmo-ros collect: error:"), err
+    assert [p.name for p in out.iterdir()] == ["keep"]
+    assert not any((tmp_path / n).exists() for n in "abc")
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["collect", "--robot", "spot"])
+    assert exc.value.code == 2
+
+
+# --- the launch files' choices, run against a minimal stand-in for `launch` -----------------
+# (`launch` cannot be installed here; test_launch_files.py checks names statically, this runs
+# the Python in collect_play.launch.py / replay.launch.py for each combination of arguments.)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Thing:
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+class _Config(_Thing):
+    def perform(self, context):
+        return context[self.args[0]]
+
+
+def _launch_stubs(monkeypatch):
+    import types
+
+    names = {
+        "launch": ["LaunchDescription"],
+        "launch.actions": [
+            "DeclareLaunchArgument",
+            "EmitEvent",
+            "ExecuteProcess",
+            "OpaqueFunction",
+            "RegisterEventHandler",
+        ],
+        "launch.event_handlers": ["OnProcessExit"],
+        "launch.events": ["Shutdown"],
+        "launch.substitutions": ["PathJoinSubstitution"],
+        "launch_ros": [],
+        "launch_ros.actions": ["Node"],
+        "launch_ros.substitutions": ["FindPackageShare"],
+    }
+    for module, classes in names.items():
+        stub = types.ModuleType(module)
+        for cls in classes:
+            setattr(stub, cls, type(cls, (_Thing,), {}))
+        monkeypatch.setitem(sys.modules, module, stub)
+    sys.modules["launch.substitutions"].LaunchConfiguration = _Config
+
+
+def _run_launch(name: str, context: dict) -> list:
+    import runpy
+
+    description = runpy.run_path(str(ROOT / "launch" / name))["generate_launch_description"]()
+    declared = {
+        a.args[0]: a.kwargs.get("default_value")
+        for a in description.args[0]
+        if type(a).__name__ == "DeclareLaunchArgument"
+    }
+    assert set(context) <= set(declared), set(context) - set(declared)
+    values = {k: v for k, v in declared.items() if v is not None} | context
+    (opaque,) = [a for a in description.args[0] if type(a).__name__ == "OpaqueFunction"]
+    return opaque.kwargs["function"](values)
+
+
+def _nodes(actions) -> dict[str, dict]:
+    out = {}
+    for a in actions:
+        if type(a).__name__ == "Node":
+            params = a.kwargs.get("parameters", [])
+            files = [p.args[0][-1] for p in params if type(p).__name__ == "PathJoinSubstitution"]
+            overrides = {k: v for p in params if isinstance(p, dict) for k, v in p.items()}
+            out[a.kwargs["executable"]] = {"files": files, **overrides, **a.kwargs}
+    return out
+
+
+@pytest.mark.parametrize(
+    "robot,sim,teleop,expected",
+    [
+        ("flexiv", "true", "auto", {"flexiv_driver", "auto_play", "intent_button", "recorder"}),
+        ("go2", "true", "keyboard", {"go2_driver", "teleop", "intent_button", "recorder"}),
+        (
+            "flexiv",
+            "false",
+            "joy",
+            {"flexiv_driver", "camera", "joy_node", "teleop", "intent_button", "recorder"},
+        ),
+    ],
+)
+def test_collect_play_launch_starts_what_collect_composes(
+    monkeypatch, robot, sim, teleop, expected
+):
+    _launch_stubs(monkeypatch)
+    actions = _run_launch(
+        "collect_play.launch.py",
+        {"robot": robot, "sim": sim, "teleop": teleop, "robot_sn": "Rizon4-1", "duration": "30"},
+    )
+    nodes = _nodes(actions)
+    assert set(nodes) == expected
+    params = f"{robot}_nodes.yaml"
+    for exe in expected - {"joy_node"}:
+        assert nodes[exe]["files"] == [params], exe
+    driver = nodes[f"{robot}_driver"]
+    assert driver["backend"] == (
+        "sim" if sim == "true" else {"flexiv": "flexiv", "go2": "unitree"}[robot]
+    )
+    assert nodes["recorder"]["duration_s"] == 30.0 and nodes["recorder"]["sim"] == (sim == "true")
+    if robot == "flexiv":
+        assert driver["robot_sn"] == "Rizon4-1"
+    if teleop == "keyboard":
+        assert nodes["teleop"]["input"] == "keyboard" and nodes["teleop"]["prefix"]
+    # The recording is the launch's purpose: its end shuts the launch down.
+    assert any(type(a).__name__ == "RegisterEventHandler" for a in actions)
+
+
+def test_collect_play_launch_refuses_auto_play_on_a_real_robot(monkeypatch):
+    _launch_stubs(monkeypatch)
+    with pytest.raises(RuntimeError, match="sim"):
+        _run_launch("collect_play.launch.py", {"sim": "false", "teleop": "auto"})
+
+
+def test_replay_launch_plays_the_bag_and_picks_the_view_from_it(monkeypatch, tmp_path):
+    from dmo_ros.data.bag_writer import BagWriter
+
+    with BagWriter(tmp_path / "bag", metadata={"dmo_ros.robot": "go2"}):
+        pass
+    _launch_stubs(monkeypatch)
+    actions = _run_launch("replay.launch.py", {"bag": str(tmp_path / "bag"), "loop": "true"})
+    (play,) = [a for a in actions if type(a).__name__ == "ExecuteProcess"]
+    assert play.kwargs["cmd"] == [
+        "ros2",
+        "bag",
+        "play",
+        str(tmp_path / "bag"),
+        "--rate",
+        "1.0",
+        "--loop",
+    ]
+    nodes = _nodes(actions)
+    assert nodes["bag_replay"]["mode"] == "viz" and nodes["bag_replay"]["loop"] is True
+    assert nodes["rviz2"]["arguments"][1].args[0][-1] == "push_cube.rviz"
