@@ -16,6 +16,7 @@ NODES = [
     "intent_button",
     "recorder",
     "bag_replay",
+    "trainer",
 ]
 
 setup(

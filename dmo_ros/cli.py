@@ -20,11 +20,11 @@ PRESETS = ("tiny", "cpu", "paper")
 # (verb, what) -> "module:function(args) -> int | None"; None: not built yet, with the roadmap item.
 RUNNERS: dict[tuple[str, str | None], str | None] = {
     ("collect", None): "dmo_ros.nodes.collect:run",
-    ("train", "world-model"): None,
+    ("train", "world-model"): "dmo_ros.worldmodels.train:run",
     ("train", "reward"): None,
     ("train", "rssm"): None,
     ("train", "policy"): None,
-    ("eval", "world-model"): None,
+    ("eval", "world-model"): "dmo_ros.worldmodels.evaluate:run",
     ("eval", "reward"): None,
     ("eval", "policy"): None,
     ("deploy", None): None,
@@ -36,8 +36,6 @@ RUNNERS: dict[tuple[str, str | None], str | None] = {
 }
 
 ROADMAP = {
-    ("train", "world-model"): "Global world model for Push-T",
-    ("eval", "world-model"): "Global world model for Push-T",
     ("train", "reward"): "Learned rewards and the local RSSM",
     ("train", "rssm"): "Learned rewards and the local RSSM",
     ("train", "policy"): "DMO-SAPO",
@@ -87,7 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--sim", dest="sim", action="store_true", default=True, help="simulated robot")
     sim.add_argument("--real", dest="sim", action="store_false", help="the real robot bridge")
     p.add_argument("--teleop", choices=("keyboard", "joy", "auto"), default="auto")
-    p.add_argument("--duration", type=float, default=600.0, help="seconds to record")
+    p.add_argument(
+        "--duration", type=float, default=600.0, help="seconds to record (sim: sim seconds)"
+    )
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="sim: run X times faster than real time on the simulator's clock (default 1)",
+    )
     p.add_argument("--out", metavar="DIR", help="bag folder (default: rosbags/<robot>_<time>)")
     p.add_argument("--params", metavar="YAML", help="ROS parameter file (default: per robot)")
     p.add_argument("--seed", type=int, default=0, help="seed of the scene and auto-play")

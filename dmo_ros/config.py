@@ -7,7 +7,9 @@ one line and exit 2.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -194,3 +196,28 @@ def ros_parameters(path: str | Path, node_name: str) -> dict[str, Any]:
             raise UserError(f"{path}: missing key '{key}.ros__parameters'")
         params.update(section["ros__parameters"] or {})
     return params
+
+
+def apply_overrides(data: dict[str, Any], sets: list[str], source: str = "--set") -> dict[str, Any]:
+    """Apply `--set a.b.c=VALUE` overrides (VALUE parsed as YAML) to existing keys only."""
+    out = copy.deepcopy(data)
+    for item in sets:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"{source} {item!r}: expected KEY=VALUE, e.g. a.b.steps=5")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise UserError(f"{source} {key}: value {text!r} is not valid YAML") from None
+        if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value):
+            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
+        node = out
+        parts = key.split(".")
+        for i, part in enumerate(parts):
+            if not isinstance(node, dict) or part not in node:
+                raise UserError(f"{source}: unknown config key '{'.'.join(parts[: i + 1])}'")
+            if i == len(parts) - 1:
+                node[part] = value
+            else:
+                node = node[part]
+    return out
