@@ -1,7 +1,7 @@
 """Record play data: robot driver + camera + teleop or auto-play + intent button + recorder.
 
   ros2 launch dmo_ros collect_play.launch.py robot:=flexiv|go2 sim:=true|false \
-      teleop:=keyboard|joy|auto bag_dir:=rosbags duration:=600 rviz:=false
+      teleop:=keyboard|joy|auto bag_dir:=rosbags duration:=600 time_scale:=1.0 rviz:=false
 
 sim:=true runs the embedded simulators behind the same topics (the default); sim:=false
 drives the real robot (robot_sn:=... for the Flexiv, iface:=... for the Go2's network).
@@ -10,6 +10,9 @@ default; any command that runs a program in a terminal works, e.g. 'gnome-termin
 teleop:=joy also starts joy_node (package `joy`). teleop:=auto (sim only) drives with the
 scripted operator. The launch ends when the recorder closes its bag (after `duration`
 seconds; 0 records until Ctrl-C). Node parameters come from config/<robot>_nodes.yaml.
+sim:=true puts every node on the simulator's clock (`use_sim_time`; the driver publishes
+`/clock`), at any time_scale, so a sim run behaves the same at 1x and faster; `duration` is
+then sim seconds and time_scale:=X runs the simulation X times faster than real time.
 """
 
 from launch.actions import (
@@ -49,12 +52,18 @@ def _nodes(context):
     robot = LaunchConfiguration("robot").perform(context)
     sim = _true(LaunchConfiguration("sim").perform(context))
     teleop = LaunchConfiguration("teleop").perform(context)
+    time_scale = float(LaunchConfiguration("time_scale").perform(context))
     if robot not in ROBOTS:
         raise RuntimeError(f"robot:={robot}: expected one of {', '.join(ROBOTS)}")
     if teleop not in TELEOPS:
         raise RuntimeError(f"teleop:={teleop}: expected one of {', '.join(TELEOPS)}")
     if teleop == "auto" and not sim:
         raise RuntimeError("teleop:=auto needs sim:=true (auto-play drives from ground truth)")
+    if time_scale != 1.0 and not sim:
+        raise RuntimeError(
+            f"time_scale:={time_scale:g} needs sim:=true (real robots run in real time)"
+        )
+    clock = {"use_sim_time": sim}  # every node: a sim run is on the simulator's clock
     share = FindPackageShare("dmo_ros")
     if robot == "flexiv":
         params = PathJoinSubstitution([share, "config", "flexiv_nodes.yaml"])
@@ -71,12 +80,21 @@ def _nodes(context):
                 package="dmo_ros",
                 executable="flexiv_driver",
                 output="screen",
-                parameters=[params, _given(context, backend=backend, robot_sn="robot_sn")],
+                parameters=[
+                    params,
+                    _given(context, backend=backend, robot_sn="robot_sn"),
+                    {**clock, "time_scale": time_scale},
+                ],
             )
         )
         if not sim:  # the fixed overhead camera; the simulator renders its own
             actions.append(
-                Node(package="dmo_ros", executable="camera", output="screen", parameters=[params])
+                Node(
+                    package="dmo_ros",
+                    executable="camera",
+                    output="screen",
+                    parameters=[params, clock],
+                )
             )
     else:
         backend = "sim" if sim else "unitree"
@@ -85,13 +103,22 @@ def _nodes(context):
                 package="dmo_ros",
                 executable="go2_driver",
                 output="screen",
-                parameters=[params, _given(context, backend=backend, iface="iface")],
+                parameters=[
+                    params,
+                    _given(context, backend=backend, iface="iface"),
+                    {**clock, "time_scale": time_scale},
+                ],
             )
         )
 
     if teleop == "auto":
         actions.append(
-            Node(package="dmo_ros", executable="auto_play", output="screen", parameters=[params])
+            Node(
+                package="dmo_ros",
+                executable="auto_play",
+                output="screen",
+                parameters=[params, clock],
+            )
         )
     elif teleop == "keyboard":
         actions.append(
@@ -100,21 +127,28 @@ def _nodes(context):
                 executable="teleop",
                 output="screen",
                 prefix=LaunchConfiguration("terminal"),  # keys need a terminal of their own
-                parameters=[params, {"input": "keyboard"}],
+                parameters=[params, {"input": "keyboard", **clock}],
             )
         )
     else:
-        actions.append(Node(package="joy", executable="joy_node", output="screen"))
+        actions.append(
+            Node(package="joy", executable="joy_node", output="screen", parameters=[clock])
+        )
         actions.append(
             Node(
                 package="dmo_ros",
                 executable="teleop",
                 output="screen",
-                parameters=[params, {"input": "joy"}],
+                parameters=[params, {"input": "joy", **clock}],
             )
         )
     actions.append(
-        Node(package="dmo_ros", executable="intent_button", output="screen", parameters=[params])
+        Node(
+            package="dmo_ros",
+            executable="intent_button",
+            output="screen",
+            parameters=[params, clock],
+        )
     )
 
     recorder = Node(
@@ -127,6 +161,7 @@ def _nodes(context):
                 "bag_dir": LaunchConfiguration("bag_dir"),
                 "duration_s": float(LaunchConfiguration("duration").perform(context)),
                 "sim": sim,
+                **clock,
             },
         ],
     )
@@ -138,7 +173,14 @@ def _nodes(context):
         )
     )
     if _true(LaunchConfiguration("rviz").perform(context)):
-        actions.append(Node(package="rviz2", executable="rviz2", arguments=["-d", rviz_config]))
+        actions.append(
+            Node(
+                package="rviz2",
+                executable="rviz2",
+                arguments=["-d", rviz_config],
+                parameters=[clock],
+            )
+        )
     return actions
 
 
@@ -157,6 +199,11 @@ def generate_launch_description() -> LaunchDescription:
             ),
             DeclareLaunchArgument(
                 "duration", default_value="600.0", description="seconds to record (0: until Ctrl-C)"
+            ),
+            DeclareLaunchArgument(
+                "time_scale",
+                default_value="1.0",
+                description="sim: sim seconds per wall second (e.g. 4.0: four times real time)",
             ),
             DeclareLaunchArgument("rviz", default_value="false", description="start RViz"),
             DeclareLaunchArgument(

@@ -2,7 +2,8 @@
 talking over real DDS, recording a real rosbag2 MCAP bag; read back with open_bag.
 
 Also: a kill -9 mid-run leaves a bag that opens with everything up to about a second before
-the kill; SIGINT closes the bag cleanly; bad input is one line and exit 2.
+the kill; SIGINT closes the bag cleanly; bad input is one line and exit 2; with --time-scale
+the run is faster than real time on the simulator's clock, and the bag holds sim times.
 """
 
 import os
@@ -18,6 +19,7 @@ import yaml
 
 from dmo_ros import cli
 from dmo_ros.data.bag_reader import open_bag
+from dmo_ros.data.play_data import load_play_data
 from dmo_ros.task import task_for_robot
 
 # Seed 7: auto-play first plays (intent off) for 22 steps, then does the task (intent on)
@@ -25,9 +27,10 @@ from dmo_ros.task import task_for_robot
 SEED = "7"
 
 
-def collect(robot: str, out: Path, duration: float) -> subprocess.Popen:
+def collect(robot: str, out: Path, duration: float, time_scale: float = 1.0) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "dmo_ros.cli", "collect", "--robot", robot, "--sim"]
     cmd += ["--teleop", "auto", "--duration", str(duration), "--seed", SEED, "--out", str(out)]
+    cmd += ["--time-scale", str(time_scale)]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -119,6 +122,41 @@ def test_collect_go2_with_auto_play_stops_cleanly_on_sigint(tmp_path):
     check_play_bag(out, "go2", min_steps=56)
 
 
+def test_collect_faster_than_real_time_records_sim_time(tmp_path):
+    """--time-scale 4: every node on the sim clock; the bag's steps are 0.2 s of sim time apart
+    (as in a real-time bag) and play_data aligns them, though the run took a fraction of that."""
+    out, sim_s = tmp_path / "fast", 30.0
+    started = time.monotonic()
+    proc = collect("pusht", out, duration=sim_s, time_scale=4)
+    stdout, stderr = proc.communicate(timeout=120)
+    wall = time.monotonic() - started  # with the process start-up (~3 s)
+    assert proc.returncode == 0, stderr
+    assert wall < 0.6 * sim_s, f"{wall:.1f} s of wall time for {sim_s} s of sim time"
+    assert "x real time" in stdout
+    check_play_bag(out, "pusht", min_steps=140)
+
+    task = task_for_robot("pusht")
+    bag = open_bag(out)
+    period = round(task.control_period * 1e9)
+    actions = np.array(bag.timestamps(bag.require_topic(task.action_topic)))
+    images = np.array(bag.timestamps(bag.require_topic(task.image_topic)))
+    assert abs(len(actions) - sim_s / task.control_period) <= 2, len(actions)
+    # Every stamp is a step time (the recorder stamps with the last /clock tick delivered before
+    # the message), one image per step; one action per step too, as the sim waits for a late
+    # command as long as a real-time step would (only a longer delay could drop one).
+    assert np.all((actions - images[0]) % period == 0) and np.all(
+        (images - images[0]) % period == 0
+    )
+    assert np.all(np.diff(images) == period), np.unique(np.diff(images), return_counts=True)
+    gaps = np.diff(actions)
+    assert np.mean(gaps == period) >= 0.98, np.unique(gaps, return_counts=True)
+    (seq,) = load_play_data([out], task, cache_dir=tmp_path / "cache")
+    assert len(seq) == len(actions)
+    assert np.mean(np.diff(seq.t_ns) == period) >= 0.95
+    assert seq.segment.max() == 0  # no gap anywhere: one continuous segment
+    assert seq.frames.shape == (len(actions), 64, 64, 3)
+
+
 def test_kill_9_keeps_everything_but_the_last_second(tmp_path):
     out = tmp_path / "pusht"
     proc = collect("pusht", out, duration=300)
@@ -150,13 +188,25 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
         ["--robot", "go2", "--duration", "0", "--out", str(tmp_path / "a")],
         ["--robot", "pusht", "--teleop", "auto", "--real", "--out", str(tmp_path / "b")],
         ["--robot", "pusht", "--teleop", "keyboard", "--out", str(tmp_path / "c")],  # no tty
+        ["--robot", "go2", "--time-scale", "0", "--out", str(tmp_path / "d")],
+        [
+            "--robot",
+            "go2",
+            "--real",
+            "--teleop",
+            "joy",
+            "--time-scale",
+            "2",
+            "--out",
+            str(tmp_path / "e"),
+        ],
     ]
     for args in cases:
         assert cli.main(["collect", *args]) == 2, args
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("dmo-ros collect: error:"), err
     assert [p.name for p in out.iterdir()] == ["keep"]
-    assert not any((tmp_path / n).exists() for n in "abc")
+    assert not any((tmp_path / n).exists() for n in "abcde")
     with pytest.raises(SystemExit) as exc:
         cli.main(["collect", "--robot", "spot"])
     assert exc.value.code == 2
@@ -249,10 +299,9 @@ def test_collect_play_launch_starts_what_collect_composes(
     monkeypatch, robot, sim, teleop, expected
 ):
     _launch_stubs(monkeypatch)
-    actions = _run_launch(
-        "collect_play.launch.py",
-        {"robot": robot, "sim": sim, "teleop": teleop, "robot_sn": "Rizon4-1", "duration": "30"},
-    )
+    context = {"robot": robot, "sim": sim, "teleop": teleop, "robot_sn": "Rizon4-1"}
+    context |= {"duration": "30"} | ({"time_scale": "4.0"} if sim == "true" else {})
+    actions = _run_launch("collect_play.launch.py", context)
     nodes = _nodes(actions)
     assert set(nodes) == expected
     params = f"{robot}_nodes.yaml"
@@ -263,6 +312,9 @@ def test_collect_play_launch_starts_what_collect_composes(
         "sim" if sim == "true" else {"flexiv": "flexiv", "go2": "unitree"}[robot]
     )
     assert nodes["recorder"]["duration_s"] == 30.0 and nodes["recorder"]["sim"] == (sim == "true")
+    # A sim run is on the simulator's clock: every node, the driver at the asked time_scale.
+    assert all(nodes[exe]["use_sim_time"] == (sim == "true") for exe in expected)
+    assert driver["time_scale"] == (4.0 if sim == "true" else 1.0)
     if robot == "flexiv":
         assert driver["robot_sn"] == "Rizon4-1"
     if teleop == "keyboard":
@@ -275,6 +327,8 @@ def test_collect_play_launch_refuses_auto_play_on_a_real_robot(monkeypatch):
     _launch_stubs(monkeypatch)
     with pytest.raises(RuntimeError, match="sim"):
         _run_launch("collect_play.launch.py", {"sim": "false", "teleop": "auto"})
+    with pytest.raises(RuntimeError, match="time_scale:=2 needs sim:=true"):
+        _run_launch("collect_play.launch.py", {"sim": "false", "teleop": "joy", "time_scale": "2"})
 
 
 def test_replay_launch_plays_the_bag_and_picks_the_view_from_it(monkeypatch, tmp_path):

@@ -18,7 +18,7 @@ from std_msgs.msg import Bool, Empty
 
 from dmo_ros.data.bag_reader import open_bag
 from dmo_ros.errors import UserError
-from dmo_ros.nodes.recorder import RecorderNode
+from dmo_ros.nodes.recorder import ArrivalStamps, RecorderNode
 
 LATCHED = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
@@ -156,3 +156,20 @@ def test_duration_closes_the_bag_and_splits_by_duration(ros_context, tmp_path):
     assert len(bag.files) >= 2, "no split after split_duration_s"
     assert bag.topics["/camera/image_raw"][1] == rec.counts["/camera/image_raw"] > 5
     assert sum(1 for _ in bag.messages(["camera/image_raw"])) == rec.counts["/camera/image_raw"]
+
+
+def test_sim_stamps_follow_the_arrival_order_not_the_callback_order():
+    """Under use_sim_time a message gets the sim time of the last /clock tick delivered before
+    it, even when its callback runs after later ticks (times: DDS receive ns, sim ns)."""
+    stamps = ArrivalStamps()
+    assert stamps.add("intent", 5, b"before") == []  # no tick yet: held
+    assert stamps.tick(10, 1_000) == []  # it predates the sim clock: dropped
+    assert stamps.add("image", 12, b"i1") == []  # after the last tick: the next one decides
+    assert stamps.add("action", 14, b"a1") == []
+    assert stamps.tick(20, 1_200) == [("image", 1_000, b"i1"), ("action", 1_000, b"a1")]
+    assert stamps.tick(30, 1_400) == []
+    # delivered between the first two ticks, its callback only now: still the first tick's time
+    assert stamps.add("milestone", 19, b"m") == [("milestone", 1_000, b"m")]
+    assert stamps.add("image", 31, b"i3") == []
+    assert stamps.flush() == [("image", 1_400, b"i3")]  # the recording ends: the last tick
+    assert stamps.flush() == []

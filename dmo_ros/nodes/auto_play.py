@@ -1,10 +1,13 @@
 """Auto-play node: the scripted tele-operator (`dmo_ros.sim.auto_play.AutoPlay`) on ROS topics.
 
 Works from ground truth only, so it needs the simulated driver: the robot state (`ee_pose`
-or `odom`), `task/object_pose` and `task/goal_pose`. Every control period it publishes the
-action on the task's action topic and its intent label on `intent_set` (std_msgs/Bool),
-which the intent_button node turns into the latched `intent` label: one owner of `intent`,
-whatever drives it.
+or `odom`), `task/object_pose` and `task/goal_pose`. On every simulator step (each camera
+frame, which the driver publishes after that step's state) it publishes the action on the
+task's action topic and its intent label on `intent_set` (std_msgs/Bool), which the
+intent_button node turns into the latched `intent` label: one owner of `intent`, whatever
+drives it. Answering the frame puts the action into the very next step (a timer would add up
+to a step of latency and, on the sim clock, always the full step), and the action is logged
+at the frame's time: in the bag, actions[t] follows frames[t] at any `time_scale`.
 
 Contact ratio: the fraction of simulator steps in which the robot touched the object, from
 the sim driver's `task/contact` (std_msgs/Bool, one per step).
@@ -18,6 +21,8 @@ import numpy as np
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
 from std_msgs.msg import Bool
 
 from dmo_ros.nodes.entry import build, run
@@ -62,7 +67,10 @@ class AutoPlayNode(Node):
         self.create_subscription(PoseStamped, "task/object_pose", self._on_object, 10)
         self.create_subscription(PoseStamped, "task/goal_pose", self._on_goal, 10)
         self.create_subscription(Bool, "task/contact", self._on_contact, 10)
-        self.create_timer(self.task.control_period, self._step)
+        # The frame is the step's trigger only: raw, never deserialised.
+        self.create_subscription(
+            Image, self.task.image_topic, self._on_frame, qos_profile_sensor_data, raw=True
+        )
 
     def _on_ee(self, msg: PoseStamped) -> None:
         self._robot = _planar(msg.pose)
@@ -88,7 +96,7 @@ class AutoPlayNode(Node):
             return {"ee": self._robot[:2], "object": self._object, "goal": self._goal}
         return {"base": self._robot, "cube": self._object, "goal": self._goal[:2]}
 
-    def _step(self) -> None:
+    def _on_frame(self, _data: bytes) -> None:
         gt = self.ground_truth()
         if gt is None:
             return  # the driver's first state has not arrived yet

@@ -1,7 +1,8 @@
 """`flexiv_driver`: the Flexiv Rizon (Push-T) behind ROS 2, simulated or real.
 
 backend `sim`: the Push-T table simulator, stepped at the control period, publishing its
-camera (camera/image_raw, 5 Hz), ee_pose and the task ground truth. backend `flexiv`: a Rizon
+camera (camera/image_raw, 5 Hz), ee_pose and the task ground truth, and owning the sim clock
+(`/clock`, `time_scale` times real time; see sim_driver). backend `flexiv`: a Rizon
 through flexivrdk (`FlexivArm`); the fixed camera is the `camera` node's job.
 Subscribes to `ee_delta` (geometry_msgs/PoseStamped: a relative pose per 0.2 s step,
 position.x/y = dx/dy in metres); serves `reset` (sim) and `estop` (latched; real: Stop()).
@@ -48,6 +49,9 @@ class FlexivDriver(Node):
         timeout = declare(
             self, "command_timeout", 0.2, "sim: a delta older than this (s) is not used", 0.01, 5.0
         )
+        time_scale = declare(
+            self, "time_scale", 1.0, "sim: sim seconds per wall second (1: real time)", 0.01, 100.0
+        )
         robot_sn = declare(self, "robot_sn", "", "flexiv: serial number, e.g. Rizon4-062468")
         connect_timeout = declare(
             self, "connect_timeout", 30.0, "flexiv: give up connecting after (s)", 1.0, 300.0
@@ -67,7 +71,11 @@ class FlexivDriver(Node):
                 f"flexiv_driver: unknown backend '{backend}' "
                 f"(expected one of: {', '.join(BACKENDS)})"
             )
-
+        if backend != "sim" and time_scale != 1.0:
+            raise UserError(
+                f"{self.get_name()}: time_scale {time_scale:g} needs the sim backend "
+                "(a real robot runs in real time)"
+            )
         task = load_task(task_file)
         self._period = task.control_period
         control = MutuallyExclusiveCallbackGroup()  # commands, steps, estop, reset: one at a time
@@ -93,6 +101,7 @@ class FlexivDriver(Node):
                 seed=seed,
                 publish_state=self._publish_sim_pose,
                 callback_group=control,
+                time_scale=time_scale,
             )
         else:
             from dmo_ros.hw.flexiv import FlexivArm

@@ -1,7 +1,8 @@
 """`go2_driver`: the Unitree Go2 (push-cube) behind ROS 2, simulated, real, or pass-through.
 
 backend `sim`: the MuJoCo push-cube scene, stepped at the control period, publishing the front
-camera (camera/image_raw, 5 Hz), odom and the task ground truth. backend `unitree`: the robot's
+camera (camera/image_raw, 5 Hz), odom and the task ground truth, and owning the sim clock
+(`/clock`, `time_scale` times real time; see sim_driver). backend `unitree`: the robot's
 sport service through unitree_sdk2py (`Go2Base`: Move, StopMove after silence, Damp on estop),
 its front camera through the SDK's video client, and odom from its sport-mode state.
 backend `cmd_vel`: validated, clamped commands are relayed on `locomotion_topic` for a
@@ -69,6 +70,9 @@ class Go2Driver(Node):
             0.01,
             5.0,
         )
+        time_scale = declare(
+            self, "time_scale", 1.0, "sim: sim seconds per wall second (1: real time)", 0.01, 100.0
+        )
         watchdog = declare(
             self, "watchdog_timeout", 0.4, "unitree/cmd_vel: stop after this silence (s)", 0.05, 5.0
         )
@@ -96,7 +100,11 @@ class Go2Driver(Node):
             raise UserError(
                 f"go2_driver: unknown backend '{backend}' (expected one of: {', '.join(BACKENDS)})"
             )
-
+        if backend != "sim" and time_scale != 1.0:
+            raise UserError(
+                f"{self.get_name()}: time_scale {time_scale:g} needs the sim backend "
+                "(a real robot runs in real time)"
+            )
         task = load_task(task_file)
         watchdog_periods = max(1, round(watchdog / task.control_period))
         control = MutuallyExclusiveCallbackGroup()  # commands, steps, estop, reset: one at a time
@@ -125,6 +133,7 @@ class Go2Driver(Node):
                 seed=seed,
                 publish_state=self._publish_sim_odom,
                 callback_group=control,
+                time_scale=time_scale,
             )
         elif backend == "unitree":
             from dmo_ros.hw.go2 import Go2Base

@@ -8,24 +8,36 @@ deserialisation) and hand the bytes to `BagWriter`, whose own thread does the di
 Crash safety (a `kill -9` loses about one second), splitting, the free-disk check and the
 refusal to overwrite live in `BagWriter`; this node plans the bytes and closes the bag on
 shutdown (SIGINT) or after `duration_s`.
+
+Under `use_sim_time` (every node of a sim run) the receive times and `duration_s` are sim
+time, so a bag recorded at any `time_scale` has the 5 Hz step times of a real-time one. A
+message is stamped with the sim time of the last `/clock` tick that DDS delivered before it
+(`ArrivalStamps`), not with the node's clock when its callback runs: faster than real time a
+callback may run after the next tick, and would stamp its message a step late. Nothing is
+recorded from before the first tick. Topic discovery and the crash-safety flushes run on
+wall time: a `kill -9` still loses about one wall second (`time_scale` sim seconds).
 """
 
 from __future__ import annotations
 
+import bisect
 import importlib
 import sys
 import threading
-import time
+from collections import deque
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import rclpy
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.subscription import MessageInfo
+from rosgraph_msgs.msg import Clock as ClockMessage
 
-from dmo_ros.data.bag_writer import BagWriter, offered_qos
+from dmo_ros.data.bag_writer import BagWriter, offered_qos, typestore
 from dmo_ros.errors import UserError
 from dmo_ros.nodes.entry import build
 from dmo_ros.nodes.params import declare
@@ -78,12 +90,48 @@ def default_bag_path(bag_dir: str, task: TaskConfig) -> Path:
     return Path(bag_dir) / f"{task.name}_{datetime.now():%Y%m%d_%H%M%S}"
 
 
+class ArrivalStamps:
+    """Sim-time stamps by arrival: a message gets the sim time of the last clock tick received
+    (DDS receive time, wall ns) before it. That tick is certain only once a later tick has
+    arrived, so a message newer than the last tick is held until the next one (one step).
+    Each call returns the (topic, sim time, data) that are ready, in arrival order."""
+
+    def __init__(self, history: int = 1000) -> None:
+        self._received: deque[int] = deque(maxlen=history)  # tick receive times, ascending
+        self._sim: deque[int] = deque(maxlen=history)  # their sim times
+        self._held: list[tuple[int, str, bytes]] = []
+
+    def _stamp(self, received: int, topic: str, data: bytes) -> list[tuple[str, int, bytes]]:
+        i = bisect.bisect_right(self._received, received) - 1
+        return [(topic, self._sim[i], data)] if i >= 0 else []  # i < 0: before the sim clock
+
+    def add(self, topic: str, received: int, data: bytes) -> list[tuple[str, int, bytes]]:
+        if self._received and received < self._received[-1]:
+            return self._stamp(received, topic, data)
+        self._held.append((received, topic, data))
+        return []
+
+    def tick(self, received: int, sim: int) -> list[tuple[str, int, bytes]]:
+        ready = [(r, t, d) for r, t, d in self._held if r < received]
+        self._held = [(r, t, d) for r, t, d in self._held if r >= received]
+        out = [m for r, t, d in ready for m in self._stamp(r, t, d)]
+        self._received.append(received)
+        self._sim.append(sim)
+        return out
+
+    def flush(self) -> list[tuple[str, int, bytes]]:
+        """Everything held, stamped with the last tick (the recording ends)."""
+        held, self._held = self._held, []
+        return [m for r, t, d in held for m in self._stamp(r, t, d)]
+
+
 class RecorderNode(Node):
     """Records the task's topics to a new bag; `finished` turns true once the bag is closed."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("recorder", **kwargs)
         self.finished = True  # nothing to close until the bag is open
+        self._stamps: ArrivalStamps | None = None  # sim time: stamps by arrival (see the module)
         self._lock = threading.Lock()  # close() vs. callbacks of other executor threads
         build(self, self._setup)
 
@@ -150,13 +198,31 @@ class RecorderNode(Node):
             self._pending[topic] = (msgtype, DEPTH)
         for msgtype, _ in self._pending.values():
             message_class(msgtype)  # an unknown type fails now, not at discovery
+        # Built now (~0.15 s), not in the first message's callback, which would hold up (and,
+        # stamped on receipt, misdate) every message queued meanwhile.
+        typestore()
+        if self.get_parameter("use_sim_time").value:
+            self._stamps = ArrivalStamps()
+            # Every tick, in order (the time source's own subscription keeps only the last).
+            self.create_subscription(
+                ClockMessage,
+                "/clock",
+                self._on_clock,
+                QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE),
+            )
         self.get_logger().info(
             f"recording {', '.join(self._pending)} to {self.path} "
             f"(planned {self.planned_bytes / 1e6:.0f} MB)"
         )
         self._subscribe_new_publishers()
-        self.create_timer(DISCOVERY_PERIOD_S, self._subscribe_new_publishers)
-        self._started = time.monotonic()
+        # Discovery is a wall-time process: it runs before the sim clock does.
+        self.create_timer(
+            DISCOVERY_PERIOD_S,
+            self._subscribe_new_publishers,
+            clock=Clock(clock_type=ClockType.STEADY_TIME),
+        )
+        # The recording starts now, or with the first /clock message under use_sim_time.
+        self._started: int | None = self.get_clock().now().nanoseconds or None
         if self.duration_s > 0:
             self.create_timer(0.1, self._check_duration)
 
@@ -179,32 +245,51 @@ class RecorderNode(Node):
             self._types[topic] = (sub.topic_name, msgtype, offered)
 
     def _callback_for(self, topic: str):
-        def callback(data: bytes) -> None:
-            t_ns = self.get_clock().now().nanoseconds  # receive time, as rosbag2 records
-            with self._lock:
-                if self.finished or self.error is not None:
-                    return
-                name, msgtype, qos = self._types[topic]
-                try:
-                    if name not in self.counts:  # a topic enters the bag with its first message
-                        self._writer.add_topic(name, msgtype, qos)
-                        self.counts[name] = 0
-                    self._writer.write(name, t_ns, data)
-                except UserError as exc:  # disk full, I/O error: keep what is on disk
-                    self.error = str(exc)
-                    self.get_logger().error(self.error)
-                    return
-                self.counts[name] += 1
-                self.bytes_written += len(data)
+        def callback(data: bytes, info: MessageInfo) -> None:
+            if self._stamps is None:  # receive time, as rosbag2 records
+                self._write(topic, self.get_clock().now().nanoseconds, data)
+                return
+            for ready in self._stamps.add(topic, info["received_timestamp"], data):
+                self._write(*ready)
 
         return callback
 
+    def _on_clock(self, msg: ClockMessage, info: MessageInfo) -> None:
+        sim_ns = msg.clock.sec * 1_000_000_000 + msg.clock.nanosec
+        for ready in self._stamps.tick(info["received_timestamp"], sim_ns):
+            self._write(*ready)
+
+    def _write(self, topic: str, t_ns: int, data: bytes) -> None:
+        with self._lock:
+            if self.finished or self.error is not None:
+                return
+            name, msgtype, qos = self._types[topic]
+            try:
+                if name not in self.counts:  # a topic enters the bag with its first message
+                    self._writer.add_topic(name, msgtype, qos)
+                    self.counts[name] = 0
+                self._writer.write(name, t_ns, data)
+            except UserError as exc:  # disk full, I/O error: keep what is on disk
+                self.error = str(exc)
+                self.get_logger().error(self.error)
+                return
+            self.counts[name] += 1
+            self.bytes_written += len(data)
+
     def _check_duration(self) -> None:
-        if not self.finished and time.monotonic() - self._started >= self.duration_s:
+        now = self.get_clock().now().nanoseconds
+        if now == 0:
+            return
+        if self._started is None:
+            self._started = now
+        if not self.finished and now - self._started >= self.duration_s * 1e9:
             self.close()
 
     def close(self) -> None:
         """Stop recording, flush and close the bag (idempotent)."""
+        if self._stamps is not None:
+            for ready in self._stamps.flush():
+                self._write(*ready)
         with self._lock:
             if self.finished:
                 return

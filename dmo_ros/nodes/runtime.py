@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from dmo_ros.config import ros_parameters
+
+DRAIN_S = 0.1  # after spinning, how long callbacks in flight get to finish
 
 
 def parameter_overrides(
@@ -36,8 +38,15 @@ def spin(
     until: Callable[[], bool] | None = None,
     threads: int = 4,
 ) -> None:
-    """Spin `nodes` until `duration` seconds pass, `until()` is true, or SIGINT/SIGTERM."""
-    executor = MultiThreadedExecutor(num_threads=threads)
+    """Spin `nodes` until `duration` seconds pass, `until()` is true, or SIGINT/SIGTERM.
+
+    `threads` 1: a single-threaded executor, for nodes whose callbacks never block for long
+    (sim runs): rclpy's multi-threaded one costs ~2.6x the CPU (measured: 53 vs 20 ms per
+    simulator step of `dmo-ros collect`).
+    """
+    executor = (
+        SingleThreadedExecutor() if threads == 1 else MultiThreadedExecutor(num_threads=threads)
+    )
     for node in nodes:
         executor.add_node(node)
     stop = threading.Event()
@@ -59,6 +68,12 @@ def spin(
                 signal.signal(s, handler)
         for node in nodes:
             executor.remove_node(node)
+        # rclpy's shutdown() destroys the executor's guard condition without waiting for the
+        # callbacks still running on its threads, which then fail with InvalidHandle ("The
+        # following exception was never retrieved" on stderr). Let them finish first.
+        drained = time.monotonic() + DRAIN_S
+        while rclpy.ok() and time.monotonic() < drained:
+            executor.spin_once(timeout_sec=0.01)
         executor.shutdown()
 
 

@@ -9,6 +9,20 @@ Deltas (Flexiv) are consumed by the step that uses them; applying one twice woul
 
 Every call into the simulator runs on one worker thread of its own: MuJoCo's EGL context can
 be current in one thread only, and a multi-threaded executor runs callbacks on any thread.
+
+Simulated time: the driver owns the clock. It steps on a wall-clock (steady) timer every
+`control_period / time_scale` seconds and publishes rosgraph_msgs/Clock on `/clock`, starting
+at the wall time the driver starts and advancing exactly one control period per step (no
+ticks in between: every sim-time timer fires on a step instant, and every time a recorder
+stamps is a step time). Each step publishes the new time first, then
+steps and publishes the result stamped with it. The nodes of a sim run use `use_sim_time`;
+command ages are measured in sim time too.
+
+Faster than real time (`time_scale` > 1) a command that misses its step would be a dropped
+step in the recorded data, so while commands come every step (auto-play, a policy answering
+each frame) a step waits for its command, as long as a real-time step would have given it
+(one control period of wall time since the step before); at real time the sim never waits,
+like a real robot.
 """
 
 from __future__ import annotations
@@ -22,20 +36,28 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import CallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock as ClockMessage
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, Float32
 from std_srvs.srv import Trigger
 
 from dmo_ros.nodes import msgs
 
+# Reliable: matches the best-effort subscription of rclpy's and rclcpp's time sources as well
+# as the recorder's reliable one, which must see every tick.
+CLOCK_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
 
 class SimDriver:
-    """Steps `sim` at `control_period` with the latest admitted command and publishes the result.
+    """Steps `sim` every `control_period` of sim time with the latest admitted command and
+    publishes the result; `time_scale` sim seconds pass per wall second (1.0: real time).
 
-    Publishes `image_topic` (rgb8), task/success, task/coverage (when the sim reports one),
-    task/contact (robot touched the object during the step), task/object_pose and
-    task/goal_pose (ground truth, evaluation and auto-play only); calls
+    Publishes `/clock`, `image_topic` (rgb8), task/success, task/coverage (when the sim
+    reports one), task/contact (robot touched the object during the step), task/object_pose
+    and task/goal_pose (ground truth, evaluation and auto-play only); calls
     `publish_state(ground_truth, stamp)` for the robot's own state topic. Serves `reset`.
     """
 
@@ -54,6 +76,7 @@ class SimDriver:
         seed: int,
         publish_state: Callable[[dict, Time], None],
         callback_group: CallbackGroup,
+        time_scale: float = 1.0,
     ) -> None:
         self._node = node
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sim")
@@ -62,7 +85,9 @@ class SimDriver:
         except BaseException:
             self._worker.shutdown()
             raise
-        self._timeout = command_timeout
+        self._timeout_ns = round(command_timeout * 1e9)
+        self._period_ns = round(control_period * 1e9)
+        self.now_ns = time.time_ns()  # sim time: starts at the wall time, then steps only
         self._consume = consume
         self._frame_id = frame_id
         self._camera_frame_id = camera_frame_id
@@ -70,11 +95,17 @@ class SimDriver:
         self._publish_state = publish_state
         self._seed = seed
         self._zero = np.zeros(sim.action_space.shape, dtype=np.float32)
-        self._pending: tuple[float, np.ndarray] | None = None
+        self._pending: tuple[int, np.ndarray] | None = None  # (sim time received, command)
+        self._sync = time_scale > 1.0
+        self._streaming = False  # the last step used a command sent after the step before it
+        self._waiting = False  # a step is due and waits for its command
+        self._stepped_at = 0.0  # wall time (monotonic) of the last step
+        self._real_period = control_period
         self.steps = 0
         self._obs, _ = self._run(lambda: sim.reset(seed=seed))
         gt = self._run(sim.ground_truth)
 
+        self._clock = node.create_publisher(ClockMessage, "/clock", CLOCK_QOS)
         self._image = node.create_publisher(Image, image_topic, 5)
         self._success = node.create_publisher(Bool, "task/success", 10)
         self._contact = node.create_publisher(Bool, "task/contact", 10)
@@ -83,8 +114,11 @@ class SimDriver:
         )
         self._object = node.create_publisher(PoseStamped, "task/object_pose", 10)
         self._goal = node.create_publisher(PoseStamped, "task/goal_pose", 10)
-        node.create_timer(
-            control_period, lambda: self._run(self._step), callback_group=callback_group
+        self._timer = node.create_timer(
+            control_period / time_scale,
+            self._on_timer,
+            callback_group=callback_group,
+            clock=Clock(clock_type=ClockType.STEADY_TIME),  # the sim clock is this timer's output
         )
         node.create_service(
             Trigger,
@@ -92,6 +126,7 @@ class SimDriver:
             lambda request, response: self._run(lambda: self._reset(response)),
             callback_group=callback_group,
         )
+        self._run(self._tick)
         self._run(self._publish)
 
     def _run(self, call: Callable[[], Any]) -> Any:
@@ -100,17 +135,45 @@ class SimDriver:
 
     def command(self, action: np.ndarray) -> None:
         """Use `action` (physical units, already admitted by the command gate) at the next step."""
-        self._pending = (time.monotonic(), np.asarray(action, dtype=np.float32))
+        self._pending = (self.now_ns, np.asarray(action, dtype=np.float32))
+        if self._waiting:  # the step that waited for this command
+            self._waiting = False
+            self._run(self._step)
 
     def halt(self) -> None:
         """Drop any pending command: the next steps get zero commands."""
         self._pending = None
 
+    def _on_timer(self) -> None:
+        if self.steps == 0:
+            # Wall periods count from the first step, not from construction: spinning may
+            # start later, and the second step must not follow the first one early.
+            self._timer.reset()
+        fresh = self._pending is not None and self._pending[0] == self.now_ns
+        late = time.monotonic() - self._stepped_at >= self._real_period
+        if self._sync and self._streaming and not fresh and not late:
+            self._waiting = True  # step on the command (command()), or on a tick once late
+            return
+        self._waiting = False
+        self._run(self._step)
+
+    def _tick(self) -> None:
+        self._clock.publish(ClockMessage(clock=self._stamp()))
+
+    def _stamp(self) -> Time:
+        return Time(sec=self.now_ns // 1_000_000_000, nanosec=self.now_ns % 1_000_000_000)
+
     def _step(self) -> None:
+        # The new time first: what this step publishes is stamped and recorded at it.
+        self._stepped_at = time.monotonic()
+        self.now_ns += self._period_ns
+        self._tick()
         action = self._zero
+        self._streaming = self.steps == 0  # the first frame is answered too (auto-play)
         if self._pending is not None:
             received, command = self._pending
-            if time.monotonic() - received <= self._timeout:
+            self._streaming = received == self.now_ns - self._period_ns
+            if self.now_ns - received <= self._timeout_ns:
                 action = command
             if self._consume or action is self._zero:
                 self._pending = None
@@ -134,7 +197,7 @@ class SimDriver:
         return response
 
     def _publish(self) -> None:
-        stamp = self._node.get_clock().now().to_msg()
+        stamp = self._stamp()
         gt = self._sim.ground_truth()
         self._publish_state(gt, stamp)
         self._success.publish(Bool(data=bool(gt["success"])))

@@ -20,6 +20,10 @@ both layouts:
 The intent_button node owns the label (`intent`) and `milestone`; the terminal can be read
 by one process only, so teleop forwards those two keys. Joystick intent/milestone buttons
 are read by intent_button from `joy` directly.
+
+Under `use_sim_time` the actions go out every control period of sim time, stamped with it;
+the keyboard is polled, and key holds and the joystick timeout are measured, in wall time
+(that is when a person presses keys).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped, TwistStamped
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from sensor_msgs.msg import Joy
 from std_msgs.msg import Empty
@@ -207,7 +212,8 @@ class TeleopNode(Node):
         if self.input == "keyboard":
             self._keys = KeyboardMapper(self.task.action_dim, layout, speed, first, repeat)
             self._reader = KeyReader(device or None)
-            self.create_timer(0.02, self._poll_keys)  # 50 Hz: keys feel immediate
+            # 50 Hz of wall time: keys feel immediate whatever the sim clock does.
+            self.create_timer(0.02, self._poll_keys, clock=Clock(clock_type=ClockType.STEADY_TIME))
             self.get_logger().info(_keyboard_help(self.task, layout))
         elif self.input == "joy":
             dim = self.task.action_dim
