@@ -49,8 +49,10 @@ format: venv
 test: venv venv312 lint
 	$(BIN)/python -m pytest
 
+# PRESET=tiny for a look in minutes; cpu (default) trains the world model for about an hour.
+PRESET ?= cpu
 demo: venv
-	$(BIN)/dmo-ros demo
+	$(BIN)/dmo-ros demo --preset $(PRESET)
 
 bench: venv
 	$(BIN)/dmo-ros bench

@@ -31,7 +31,7 @@ RUNNERS: dict[tuple[str, str | None], str | None] = {
     ("replay", None): "dmo_ros.nodes.bag_replay:run",
     ("bag", "info"): "dmo_ros.data.bag_tools:info",
     ("bag", "video"): "dmo_ros.data.bag_tools:video",
-    ("demo", None): None,
+    ("demo", None): "dmo_ros.demo:run",
     ("bench", None): "dmo_ros.bench:run",
 }
 
@@ -42,7 +42,6 @@ ROADMAP = {
     ("eval", "reward"): "Learned rewards and the local RSSM",
     ("eval", "policy"): "DMO-SAPO",
     ("deploy", None): "Deployment",
-    ("demo", None): "Play-data collection",
 }
 
 
@@ -153,9 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
         "embedded simulated robot and print what it did.",
     )
     p.add_argument("--robot", choices=ROBOTS, default="pusht")
-    p.add_argument("--out", default="models/demo", metavar="DIR")
-    p.add_argument("--preset", choices=PRESETS, default="tiny")
-    p.add_argument("--duration", type=float, default=60.0, help="seconds of play data to record")
+    p.add_argument(
+        "--out", default="models/demo", metavar="DIR", help="the run (bags: rosbags/<name>)"
+    )
+    p.add_argument(
+        "--preset", choices=PRESETS, default="cpu", help="tiny: minutes; cpu: about an hour"
+    )
+    p.add_argument(
+        "--duration", type=float, help="simulated seconds of play data (default: per preset)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the scenes and auto-play")
 
     p = sub.add_parser(
         "bench",
