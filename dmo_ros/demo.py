@@ -21,7 +21,7 @@ from dmo_ros.task import robot_name
 
 # Simulated seconds of play data per preset: (training bag, held-out bag).
 PLAY_SECONDS = {"tiny": (60.0, 30.0), "cpu": (1800.0, 300.0), "paper": (7200.0, 600.0)}
-TIME_SCALE = 4.0  # the simulators run this much faster than real time while collecting
+TIME_SCALE = 8.0  # the simulators run this much faster than real time while collecting
 
 
 def _dmo_ros(*args: str) -> None:
