@@ -166,7 +166,7 @@ class TestSimBackend:
 
         assert probe.call(SetBool, "estop", SetBool.Request(data=False)).success
         probe.wait(lambda: not probe.last("estop/active").data)
-        steps(probe, 2, 0.03 * direction)
+        steps(probe, 3, 0.03 * direction)  # 3: one step may miss its command on a loaded machine
         assert np.all((settle(probe) - start) * direction > 0.03)
 
 
