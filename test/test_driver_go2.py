@@ -150,9 +150,10 @@ class TestSimBackend:
 
     def test_losing_the_command_stream_stops_the_base(self, probe, sim):
         steps(probe, 3, (0.5, 0.0, 0.0))  # then silence
-        odom = steps(probe, 2)
+        odom = steps(probe, 3)
         assert max(abs(v) for v in velocity(odom)) < 0.05
-        np.testing.assert_allclose(pose(steps(probe, 3)), pose(odom), atol=2e-3)
+        # 5 mm: residual coasting, far below the 0.1 m one commanded step moves the base
+        np.testing.assert_allclose(pose(steps(probe, 3)), pose(odom), atol=5e-3)
 
     def test_nan_command_is_refused_and_logged(self, probe, sim):
         start = settle(probe)
