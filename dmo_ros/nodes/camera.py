@@ -1,7 +1,8 @@
 """`camera`: a USB/RTSP camera (OpenCV) publishing rgb8 images on camera/image_raw.
 
 The fixed overhead camera of the real Push-T table. `source` is a device index ("0") or a
-URL/path (rtsp://..., a video file); frames are read and published at `fps`.
+URL/path (rtsp://..., a video file); frames are read and published at `fps` on a capture
+thread, so a slow read never holds up the node's executor.
 """
 
 from __future__ import annotations
@@ -9,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from dmo_ros.nodes import msgs
+from dmo_ros.nodes.capture import CaptureThread
 from dmo_ros.nodes.entry import build, run
 from dmo_ros.nodes.params import declare
 
@@ -26,6 +27,7 @@ class CameraNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("camera", **kwargs)
         self._camera = None
+        self._capture = None
         build(self, self._setup)
 
     def _setup(self) -> None:
@@ -44,23 +46,24 @@ class CameraNode(Node):
         self._camera = OpenCVCamera(source, width=width, height=height, fps=fps)
         self._publisher = self.create_publisher(Image, TOPIC, 5)
         self.frames = 0
-        # read() waits for the next frame: its own group keeps parameter services responsive
-        group = MutuallyExclusiveCallbackGroup()
-        self.create_timer(1.0 / fps, self._publish, callback_group=group)
+        self._capture = CaptureThread(
+            self._camera.read, self._publish, self._no_frame, fps, name="camera"
+        )
         self.get_logger().info(f"camera {source} -> {TOPIC} at {fps:g} Hz")
 
-    def _publish(self) -> None:
-        camera = self._camera
-        frame = camera.read() if camera is not None else None
-        if frame is None:
-            self.get_logger().warning("no frame from the camera", throttle_duration_sec=5.0)
-            return
+    def _no_frame(self) -> None:
+        self.get_logger().warning("no frame from the camera", throttle_duration_sec=5.0)
+
+    def _publish(self, frame) -> None:
         stamp = self.get_clock().now().to_msg()
         self._publisher.publish(msgs.image(stamp, self._frame_id, frame))
         self.frames += 1
 
     def destroy_node(self) -> None:
-        """Release the camera, then destroy the node."""
+        """Stop reading, release the camera, then destroy the node."""
+        capture, self._capture = self._capture, None
+        if capture is not None:
+            capture.close()
         camera, self._camera = self._camera, None
         if camera is not None:
             camera.close()

@@ -143,15 +143,12 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
         # The recorder spins on an executor of its own, so that no other node's callbacks
-        # delay it (see recorder.spin_alone). The others share a single-threaded executor in
-        # a sim run (nothing blocks there; it takes 2.6x less CPU, which sets how much faster
-        # than real time the sim can run) and a multi-threaded one with a real robot (its
-        # SDK calls and camera frames must not hold up commands).
+        # delay it (see recorder.spin_alone); the others share one (see runtime.py).
         started = time.monotonic()
         recording.start()
         stalled = stall_watch(recorder, STALL_S)
         if args.sim:  # sim time may run slower than asked: wait for it, unless it stops
-            spin(nodes[1:], until=lambda: recorder.finished or stalled(), threads=1)
+            spin(nodes[1:], until=lambda: recorder.finished or stalled())
         else:
             spin(nodes[1:], duration=args.duration + STARTUP_S, until=lambda: recorder.finished)
         wall = time.monotonic() - started

@@ -12,10 +12,11 @@ from collections.abc import Callable
 
 import rclpy
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 from dmo_ros.errors import UserError
+from dmo_ros.nodes.runtime import make_executor
 
 
 def run(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
@@ -27,7 +28,7 @@ def run(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
         except UserError as exc:
             print(exc, file=sys.stderr)
             return 2
-        executor = MultiThreadedExecutor()
+        executor = make_executor()
         executor.add_node(node)
         try:
             executor.spin()

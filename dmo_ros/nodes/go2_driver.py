@@ -29,6 +29,7 @@ from sensor_msgs.msg import Image
 
 from dmo_ros.errors import UserError
 from dmo_ros.nodes import msgs
+from dmo_ros.nodes.capture import CaptureThread
 from dmo_ros.nodes.command_gate import CommandGate
 from dmo_ros.nodes.entry import build, run
 from dmo_ros.nodes.params import declare
@@ -51,6 +52,7 @@ class Go2Driver(Node):
         self._sport_state = None  # cmd_vel: the robot's sport state, read without a SportClient
         self._state_source = None  # unitree / cmd_vel: what state() is asked of for odom
         self._sim: SimDriver | None = None
+        self._capture = None
         build(self, self._setup)
 
     def _setup(self) -> None:
@@ -152,8 +154,16 @@ class Go2Driver(Node):
             self._state_source = self._base
             if camera_rate > 0:
                 self._image = self.create_publisher(Image, task.image_topic, 5)
-                camera = MutuallyExclusiveCallbackGroup()  # a slow frame never delays a command
-                self.create_timer(1.0 / camera_rate, self._publish_frame, callback_group=camera)
+                # The video RPC on a thread of its own: a slow frame never delays a command.
+                self._capture = CaptureThread(
+                    self._base.camera_frame,
+                    self._publish_frame,
+                    lambda: self.get_logger().warning(
+                        "no frame from the Go2 camera", throttle_duration_sec=5.0
+                    ),
+                    camera_rate,
+                    name="go2-camera",
+                )
             offer_no_reset(self, backend, control)
         else:
             from dmo_ros.hw.command_guard import CommandGuard
@@ -177,11 +187,7 @@ class Go2Driver(Node):
             self._odom = self.create_publisher(Odometry, task.state_topic, 10)
             self._last_state = None  # the stamp of the sample last published
             self._state_since = time.monotonic()
-            self.create_timer(
-                1.0 / state_rate,
-                self._publish_state,
-                callback_group=MutuallyExclusiveCallbackGroup(),
-            )
+            self.create_timer(1.0 / state_rate, self._publish_state, callback_group=control)
         self.create_subscription(
             TwistStamped, task.action_topic, self._on_command, COMMANDS, callback_group=control
         )
@@ -240,17 +246,15 @@ class Go2Driver(Node):
             )
         )
 
-    def _publish_frame(self) -> None:
-        base = self._base
-        frame = base.camera_frame() if base is not None else None
-        if frame is None:
-            self.get_logger().warning("no frame from the Go2 camera", throttle_duration_sec=5.0)
-            return
+    def _publish_frame(self, frame) -> None:
         stamp = self.get_clock().now().to_msg()
         self._image.publish(msgs.image(stamp, self._camera_frame, frame))
 
     def destroy_node(self) -> None:
         """Stop and release the robot (or the simulator), then destroy the node."""
+        capture, self._capture = self._capture, None
+        if capture is not None:
+            capture.close()
         base, self._base = self._base, None
         if base is not None:
             base.close()

@@ -31,7 +31,7 @@ from typing import Any
 
 import rclpy
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.subscription import MessageInfo
@@ -41,6 +41,7 @@ from dmo_ros.data.bag_writer import BagWriter, offered_qos, typestore
 from dmo_ros.errors import UserError
 from dmo_ros.nodes.entry import build
 from dmo_ros.nodes.params import declare
+from dmo_ros.nodes.runtime import make_executor
 from dmo_ros.task import TaskConfig, load_task
 
 # Small topics (actions, state, labels, status) together stay far below this; planned on top
@@ -315,7 +316,7 @@ def spin_alone(node: RecorderNode, stop: threading.Event | None = None) -> None:
     (p99), against 0.09 s single-threaded; the recorder's callbacks never block, so one
     thread is all it needs.
     """
-    executor = SingleThreadedExecutor(context=node.context)
+    executor = make_executor(node.context)
     executor.add_node(node)
     try:
         while node.context.ok() and not node.finished and not (stop and stop.is_set()):

@@ -1,7 +1,15 @@
 """Compose node classes in one process: the pip-only stand-in for `ros2 launch`.
 
-Real nodes on real DDS topics, spun by a multi-threaded executor, with their
-parameters read from the same `config/*.yaml` files the launch files pass.
+Real nodes on real DDS topics with their parameters read from the same `config/*.yaml` files
+the launch files pass, spun by the one executor every node of this package runs on.
+
+Why single-threaded: rclpy's MultiThreadedExecutor (Kilted, 9.1.2) re-submits a ready callback
+to its thread pool on every pass of its wait loop until a pool thread has started it; with the
+GIL that start takes milliseconds, so the loop spins thousands of times a second. Measured on a
+sim driver with `use_sim_time`: its /clock subscription was dispatched ~1,800 times a second
+for 25 messages, and with a second node spinning in the same process a 2 ms simulator step
+took up to 1 s of wall time. No callback here blocks (hardware reads run on capture threads,
+simulator steps take milliseconds), so one thread serves them all and costs a fraction.
 """
 
 from __future__ import annotations
@@ -14,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import rclpy
-from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -32,21 +41,18 @@ def parameter_overrides(
     return [Parameter(name, value=value) for name, value in values.items()]
 
 
+def make_executor(context: Context | None = None) -> SingleThreadedExecutor:
+    """The executor every node of this package spins on (see the module docstring)."""
+    return SingleThreadedExecutor(context=context)
+
+
 def spin(
     nodes: Sequence[Node],
     duration: float | None = None,
     until: Callable[[], bool] | None = None,
-    threads: int = 4,
 ) -> None:
-    """Spin `nodes` until `duration` seconds pass, `until()` is true, or SIGINT/SIGTERM.
-
-    `threads` 1: a single-threaded executor, for nodes whose callbacks never block for long
-    (sim runs): rclpy's multi-threaded one costs ~2.6x the CPU (measured: 53 vs 20 ms per
-    simulator step of `dmo-ros collect`).
-    """
-    executor = (
-        SingleThreadedExecutor() if threads == 1 else MultiThreadedExecutor(num_threads=threads)
-    )
+    """Spin `nodes` until `duration` seconds pass, `until()` is true, or SIGINT/SIGTERM."""
+    executor = make_executor()
     for node in nodes:
         executor.add_node(node)
     stop = threading.Event()

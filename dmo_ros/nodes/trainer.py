@@ -16,11 +16,11 @@ import threading
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
 from dmo_ros.errors import UserError
 from dmo_ros.nodes.params import declare
+from dmo_ros.nodes.runtime import make_executor
 
 WHAT = ("world-model", "reward", "rssm", "policy")
 
@@ -98,7 +98,7 @@ def main(args: list[str] | None = None) -> int:
     """`ros2 run dmo_ros trainer --ros-args -p out:=models/run -p bags:=rosbags/x ...`"""
     rclpy.init(args=args)
     node = TrainerNode()
-    executor = SingleThreadedExecutor()
+    executor = make_executor()
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()

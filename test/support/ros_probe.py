@@ -1,9 +1,14 @@
-"""Run nodes on real DDS for tests: each in a context (participant) and executor thread of its own.
+"""Run nodes on real DDS for tests: each in a context (participant) and executor thread of its own,
+on the executor the nodes run on in the product (dmo_ros.nodes.runtime.make_executor).
 
 driver = Spinning(lambda context: FlexivDriver(context=context, parameter_overrides=...))
 probe = Probe()                       # the test's side: listens, publishes, calls services
 probe.listen(Image, "camera/image_raw", qos_profile_sensor_data)
 probe.wait(lambda: probe.count("camera/image_raw") >= 3)
+
+A topic has one subscription however often it is listened to, and `count`/`next`/`steps` count
+distinct messages of a stamped topic (by header stamp, or a Clock's time): a duplicated
+delivery can never pass for a step.
 """
 
 from __future__ import annotations
@@ -18,13 +23,23 @@ from typing import Any
 import rclpy
 from rcl_interfaces.msg import Log
 from rclpy.context import Context
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
+from dmo_ros.nodes.runtime import make_executor
+
+
+def stamp_ns(msg: Any) -> int | None:
+    """A message's time in ns: its header stamp, a Clock's clock; None for unstamped types."""
+    stamp = getattr(getattr(msg, "header", None), "stamp", None) or getattr(msg, "clock", None)
+    if stamp is None or not hasattr(stamp, "nanosec"):
+        return None
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
 
 class Spinning:
-    """A node built in a fresh rclpy context, spun by a multi-threaded executor in a thread."""
+    """A node built in a fresh rclpy context, spun in a thread of its own."""
 
     def __init__(self, make_node: Callable[[Context], Node]) -> None:
         self.context = Context()
@@ -34,7 +49,7 @@ class Spinning:
         except BaseException:
             rclpy.shutdown(context=self.context)
             raise
-        self._executor = MultiThreadedExecutor(context=self.context)
+        self._executor = make_executor(self.context)
         self._executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
@@ -57,14 +72,33 @@ class Probe(Spinning):
         super().__init__(lambda context: Node(name, context=context))
         self._lock = threading.Lock()
         self._received: dict[str, list[tuple[float, Any]]] = defaultdict(list)
+        self._seen: dict[str, set[int]] = defaultdict(set)  # stamps kept, per stamped topic
+        self._duplicates: dict[str, int] = defaultdict(int)
+        self._listening: set[str] = set()
         self._publishers: dict[str, Any] = {}
 
     def listen(self, msg_type: type, topic: str, qos: QoSProfile | int = 10) -> None:
+        """Keep what arrives on `topic`: one subscription however often this is called."""
+        if topic in self._listening:
+            return
+        self._listening.add(topic)
+
         def keep(msg: Any) -> None:
+            key = stamp_ns(msg)
             with self._lock:
+                if key is not None:
+                    if key in self._seen[topic]:
+                        self._duplicates[topic] += 1
+                        return
+                    self._seen[topic].add(key)
                 self._received[topic].append((time.monotonic(), msg))
 
         self.node.create_subscription(msg_type, topic, keep, qos)
+
+    def duplicates(self, topic: str) -> int:
+        """Messages on `topic` whose stamp had already arrived (dropped from `received`)."""
+        with self._lock:
+            return self._duplicates[topic]
 
     def listen_log(self) -> None:
         """Record /rosout: what the nodes log (warnings about refused commands, ...)."""
