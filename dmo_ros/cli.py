@@ -31,6 +31,7 @@ RUNNERS: dict[tuple[str, str | None], str | None] = {
     ("replay", None): "dmo_ros.nodes.bag_replay:run",
     ("bag", "info"): "dmo_ros.data.bag_tools:info",
     ("bag", "video"): "dmo_ros.data.bag_tools:video",
+    ("bag", "repair"): "dmo_ros.data.bag_tools:repair",
     ("demo", None): "dmo_ros.demo:run",
     ("bench", None): "dmo_ros.bench:run",
 }
@@ -49,7 +50,12 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config", default="pusht.yaml", help="task config (default: config/pusht.yaml)"
     )
-    p.add_argument("--preset", choices=PRESETS, default="tiny", help="model/training size")
+    p.add_argument(
+        "--preset",
+        choices=PRESETS,
+        default=None,
+        help="model/training size (default: paper with CUDA, cpu without; printed at the start)",
+    )
     p.add_argument("--bags", nargs="+", default=[], metavar="DIR", help="bag folders to train on")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder (models/<run>)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt")
@@ -97,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="bag folder (default: rosbags/<robot>_<time>)")
     p.add_argument("--params", metavar="YAML", help="ROS parameter file (default: per robot)")
     p.add_argument("--seed", type=int, default=0, help="seed of the scene and auto-play")
+    p.add_argument(
+        "--view",
+        action="store_true",
+        help="show the live camera (scaled up), the intent state and the keys in a window",
+    )
 
     p = sub.add_parser(
         "train",
@@ -144,6 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("bag", metavar="BAG")
     q.add_argument("--out", required=True, metavar="FILE.mp4")
     q.add_argument("--topic", default=None, help="image topic (default: the camera topic)")
+    q = bag.add_parser(
+        "repair",
+        help="close the files of an interrupted recording (rosbag2's `ros2 bag reindex`)",
+        description="Rewrite each MCAP file a crash or kill -9 left open into a closed one "
+        "(summary, footer) and write an exact metadata.yaml, losing no whole message.",
+    )
+    q.add_argument("bag", metavar="BAG")
+    q.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write the repaired bag here (default: in place, with a backup)",
+    )
 
     p = sub.add_parser(
         "demo",
@@ -162,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=float, help="simulated seconds of play data (default: per preset)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the scenes and auto-play")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="start over where a bag or run folder of this preset cannot be reused",
+    )
 
     p = sub.add_parser(
         "bench",
@@ -186,7 +214,24 @@ class NotBuilt(Exception):
     pass
 
 
+def _not_built(argv: Sequence[str]) -> str | None:
+    """The not-built message for `argv`'s verb and what, before any of its flags are asked for."""
+    words = [a for a in argv if not a.startswith("-")][:2]
+    for key in (
+        (words[0], words[1]) if len(words) > 1 else None,
+        (words[0], None) if words else None,
+    ):
+        if key is not None and key in RUNNERS and RUNNERS[key] is None:
+            name = " ".join(x for x in key if x)
+            return f"dmo-ros {name}: not built yet (roadmap: {ROADMAP[key]})"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "-h" not in argv and "--help" not in argv and (message := _not_built(argv)):
+        print(message, file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     try:
         runner = _resolve(args.verb, getattr(args, "what", None))
