@@ -36,6 +36,10 @@ def xy(msg: PoseStamped) -> np.ndarray:
     return np.array([msg.pose.position.x, msg.pose.position.y])
 
 
+def stamp_ns(stamp) -> int:
+    return stamp.sec * 10**9 + stamp.nanosec
+
+
 def frame(msg: Image) -> np.ndarray:
     return np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width, 3)
 
@@ -100,11 +104,11 @@ class TestSimBackend:
         assert isinstance(probe.last("task/contact").data, bool)
         for topic in ("task/object_pose", "task/goal_pose"):
             assert probe.last(topic).header.frame_id == "world"
-        # the sim camera publishes once per 0.2 s control step
-        t0 = probe.received(IMAGE)[-1][0]
-        probe.wait(lambda: len(probe.received(IMAGE, t0)) >= 6, 5.0)
-        times = [t for t, _ in probe.received(IMAGE, t0)]
-        assert 0.15 < (times[-1] - times[0]) / (len(times) - 1) < 0.25
+        # the sim camera publishes once per 0.2 s control step, each frame stamped with its step
+        n = probe.count(IMAGE)
+        probe.wait(lambda: probe.count(IMAGE) >= n + 5, 15.0)
+        stamps = [stamp_ns(m.header.stamp) for _, m in probe.received(IMAGE)[n - 1 :]]
+        assert set(np.diff(stamps)) == {200_000_000}, np.diff(stamps)
 
     def test_pose_follows_deltas_and_image_changes(self, probe, sim):
         start = settle(probe)
@@ -170,9 +174,9 @@ class TestSimBackend:
         assert np.all((settle(probe) - start) * direction > 0.03)
 
 
-def test_sim_owns_the_clock_and_runs_at_time_scale(probe):
-    """/clock advances exactly one control period per step, each step's image is stamped with
-    it, and at time_scale 5 the steps come faster than real time."""
+def test_sim_owns_the_clock_at_time_scale(probe):
+    """At time_scale 5 /clock advances exactly one control period per step and each step's
+    image is stamped with it (how fast the steps come is bench/collect_speed.py's job)."""
     probe.listen(Clock, "/clock")
     overrides = parameter_overrides(
         PARAMS, "flexiv_driver", backend="sim", time_scale=5.0, use_sim_time=True
@@ -182,20 +186,14 @@ def test_sim_owns_the_clock_and_runs_at_time_scale(probe):
         probe.next(IMAGE, timeout=15.0)
         n = probe.count("/clock")
         probe.wait(lambda: probe.count("/clock") >= n + 12, 15.0)
-        ticks = probe.received("/clock")[n:]
-        sim_ns = np.array([m.clock.sec * 10**9 + m.clock.nanosec for _, m in ticks])
+        sim_ns = np.array([stamp_ns(m.clock) for _, m in probe.received("/clock")[n:]])
         assert np.all(np.diff(sim_ns) == 200_000_000), np.diff(sim_ns)
+        assert probe.duplicates("/clock") == 0
         image = probe.last(IMAGE)
-        stamp = image.header.stamp.sec * 10**9 + image.header.stamp.nanosec
+        stamp = stamp_ns(image.header.stamp)
         assert stamp in set(sim_ns) | {int(sim_ns[-1]) + 200_000_000}  # a step's time
-        wall = (ticks[-1][0] - ticks[0][0]) / (len(ticks) - 1)
-        assert wall < 0.6 * 0.2, f"{wall:.3f} s of wall time per 0.2 s step at time_scale 5"
     finally:
         driver.close()
-
-
-def stamp_ns(stamp) -> int:
-    return stamp.sec * 10**9 + stamp.nanosec
 
 
 def test_time_scale_needs_the_sim_backend(ros_context):

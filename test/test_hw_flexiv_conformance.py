@@ -124,7 +124,11 @@ sim = FlexivDouble()
 with flexiv.FlexivArm(sim.serial_number, [0.3, -0.2, 0.1], [0.7, 0.2, 0.3], sdk=sim) as arm:
     arm.connect(timeout=5.0)
     end = arm.apply_delta([0.02, 0.01])
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10.0  # the stream reaches the target one period later
+    while max(abs(a - b) for a, b in zip(sim.sent()[-1].kwargs["pose_d"], end)) > 1e-12:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
 last = sim.sent()[-1].kwargs["pose_d"]
 if sim.names()[-1] != "Stop" or max(abs(a - b) for a, b in zip(last, end)) > 1e-12:
     problems.append("FlexivArm did not stream and stop on Python 3.12")

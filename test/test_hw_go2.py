@@ -52,22 +52,32 @@ def moves(requests):
     return [(p["x"], p["y"], p["z"]) for _, api, p in requests if api == MOVE]
 
 
+def stops_only_after_silence(requests, commanded: list[float], timeout: float) -> None:
+    """Every StopMove came at least `timeout` after the command before it (`commanded`: the
+    times move() was called). On a loaded machine the watchdog may fire between commands the
+    test meant to be close, but never early."""
+    for t, api, _ in requests:
+        if api == STOP_MOVE:
+            before = [c for c in commanded if c <= t]
+            assert before and t - before[-1] >= timeout, (t, before[-1:])
+
+
 def test_velocities_arrive_clamped_and_repeated(robot, base):
+    first, second = (0.8, -0.4, 0.5), (0.1, 0.2, -1.0)
     t0 = time.monotonic()
-    assert base.move(2.0, -1.0, 0.5).tolist() == [0.8, -0.4, 0.5]
-    time.sleep(0.3)
-    assert base.move(0.1, 0.2, -3.0).tolist() == [0.1, 0.2, -1.0]
-    time.sleep(0.3)
+    commanded = [time.monotonic()]
+    assert base.move(2.0, -1.0, 0.5).tolist() == list(first)
+    wait_for(lambda: moves(sport(robot, t0)).count(first) >= 3)  # sent, then re-sent while held
+    commanded.append(time.monotonic())
+    assert base.move(0.1, 0.2, -3.0).tolist() == list(second)
+    wait_for(lambda: moves(sport(robot, t0)).count(second) >= 3)
     base.stop()
     got = wait_for(lambda: (r := sport(robot, t0)) and r[-1][1] == STOP_MOVE and r)
     seen = moves(got)
-    first, second = (0.8, -0.4, 0.5), (0.1, 0.2, -1.0)
     assert set(seen) == {first, second}
     switch = seen.index(second)
     assert seen[:switch] == [first] * switch and seen[switch:] == [second] * (len(seen) - switch)
-    # Re-sent while held: 0.3 s at 10 Hz is ~3 sends each (>= 2 even on a loaded machine).
-    assert switch >= 2 and len(seen) - switch >= 2
-    assert all(api != STOP_MOVE for _, api, _ in got[:-1])
+    stops_only_after_silence(got[:-1], commanded, 2 * PERIOD)
 
 
 def test_stop_move_after_two_periods_of_silence(robot, base):
@@ -75,19 +85,22 @@ def test_stop_move_after_two_periods_of_silence(robot, base):
     base.move(0.3, 0.0, 0.0)
     got = wait_for(lambda: (r := sport(robot, t_cmd)) and r[-1][1] == STOP_MOVE and r)
     t_stop = got[-1][0]
-    assert t_stop - t_cmd >= 2 * PERIOD
-    assert t_stop - t_cmd < 2 * PERIOD + 1.0
-    assert set(moves(got)) == {(0.3, 0.0, 0.0)} and len(moves(got)) >= 2
+    assert t_stop - t_cmd >= 2 * PERIOD  # never before the silence
+    assert set(moves(got)) == {(0.3, 0.0, 0.0)}
     time.sleep(0.3)
     assert sport(robot, t_stop + 1e-6) == []  # nothing after the stop, not even a repeat
 
 
 def test_steady_commands_keep_the_robot_moving(robot, base):
     t0 = time.monotonic()
+    commanded = []
     for _ in range(6):  # every 0.15 s: faster than the 0.4 s timeout
+        commanded.append(time.monotonic())
         base.move(0.2, 0.0, 0.1)
         time.sleep(0.15)
-    assert STOP_MOVE not in [api for _, api, _ in sport(robot, t0)]
+    got = sport(robot, t0)
+    assert moves(got).count((0.2, 0.0, 0.1)) >= 6
+    stops_only_after_silence(got, commanded, 2 * PERIOD)
 
 
 def test_damp_on_emergency_stop_latches_until_recover(robot, base):
@@ -139,13 +152,12 @@ def test_camera_frame_through_the_video_client(base):
 
 def test_sport_state_arrives_with_the_robots_pose_and_body_velocity(robot, base):
     first = wait_for(base.state)
-    time.sleep(0.1)
-    state = base.state()
-    assert state["stamp"] > first["stamp"] and time.monotonic() - state["stamp"] < 0.5
-    # The pose lies on the stand-in's arc, at a time just before the sample arrived.
+    # a later sample, far enough along the arc (0.32 m/s) to tell apart
+    state = wait_for(lambda: (s := base.state())["stamp"] > first["stamp"] + 0.1 and s)
+    # The pose lies on the stand-in's arc, at a time before the sample arrived.
     t = robot.time_of_yaw(state["pose"][2], near=state["stamp"])
     np.testing.assert_allclose(state["pose"], robot.pose_at(t), atol=1e-4)
-    assert 0.0 <= state["stamp"] - t < 0.5
+    assert state["stamp"] >= t
     assert np.hypot(*(state["pose"][:2] - first["pose"][:2])) > 0.01  # it moves
     # The SDK's world-frame velocity, turned into the body frame: constant along the arc.
     np.testing.assert_allclose(state["velocity"], BODY_VELOCITY, atol=1e-4)
@@ -227,7 +239,7 @@ def test_velocity_stream_without_the_sdk():
         t0 = time.monotonic()
         assert stream.command([9.0, 0.0, 0.0]).tolist() == [0.8, 0.0, 0.0]
         wait_for(lambda: halted)
-        assert halted[0] - t0 >= 0.2 and not stream.active
-        assert len(sent) >= 2 and all(s.tolist() == [0.8, 0.0, 0.0] for s in sent)
+        assert halted[0] - t0 >= 0.2 and not stream.active  # never before the silence
+        assert len(sent) >= 1 and all(s.tolist() == [0.8, 0.0, 0.0] for s in sent)
     finally:
         stream.close()

@@ -1,6 +1,6 @@
 """Teleop: keys from a real pseudo-terminal, the key and joystick mappings, and the teleop +
-intent_button nodes over DDS (actions at 5 Hz only while the deadman is held, intent toggle,
-milestone)."""
+intent_button nodes over DDS on a sim clock the test drives (one action per control step only
+while the deadman is held, intent toggle, milestone)."""
 
 import os
 import termios
@@ -8,11 +8,13 @@ import time
 
 import numpy as np
 import pytest
+from builtin_interfaces.msg import Time
 from geometry_msgs.msg import TwistStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Joy
 from std_msgs.msg import Bool, Empty
 
@@ -119,16 +121,17 @@ def test_joy_mapping_needs_the_deadman_and_steps_speed():
 
 
 def make_nodes(ctx, **teleop_params):
-    params = {"task_config": "push_cube.yaml", **teleop_params}
+    """teleop + intent_button on the test's sim clock, and a listener that also drives it."""
+    params = {"task_config": "push_cube.yaml", "use_sim_time": True, **teleop_params}
     teleop = TeleopNode(
         context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]
     )
-    button = IntentButtonNode(context=ctx)
+    button = IntentButtonNode(
+        context=ctx, parameter_overrides=[Parameter("use_sim_time", value=True)]
+    )
     listener = Node("listener", context=ctx)
     got = {"cmd_vel": [], "intent": [], "milestone": []}
-    listener.create_subscription(
-        TwistStamped, "cmd_vel", lambda m: got["cmd_vel"].append((time.monotonic(), m)), 10
-    )
+    listener.create_subscription(TwistStamped, "cmd_vel", got["cmd_vel"].append, 10)
     listener.create_subscription(Bool, "intent", lambda m: got["intent"].append(m.data), LATCHED)
     listener.create_subscription(Empty, "milestone", lambda m: got["milestone"].append(1), 10)
     executor = SingleThreadedExecutor(context=ctx)
@@ -137,36 +140,62 @@ def make_nodes(ctx, **teleop_params):
     return [teleop, button, listener], executor, got
 
 
-def spin(executor, seconds, each=None, period=0.04):
-    deadline, tick = time.monotonic() + seconds, time.monotonic()
+def spin(executor, seconds):
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if each is not None and time.monotonic() >= tick:
-            each()
-            tick += period
         executor.spin_once(timeout_sec=0.005)
+
+
+class SimClock:
+    """The test owns /clock: each `tick` advances sim time one 0.2 s control period."""
+
+    PERIOD_NS = 200_000_000
+
+    def __init__(self, node, executor) -> None:
+        self.ns = 1_000 * 10**9
+        self._executor = executor
+        self._pub = node.create_publisher(Clock, "/clock", 10)
+
+    def tick(self, steps: int = 1, before=None) -> None:
+        for _ in range(steps):
+            if before is not None:
+                before()
+                spin(self._executor, 0.06)  # the key/joy input lands before the step
+            self.ns += self.PERIOD_NS
+            self._pub.publish(Clock(clock=Time(sec=self.ns // 10**9, nanosec=self.ns % 10**9)))
+            spin(self._executor, 0.06)
+
+
+def stamps_ns(messages) -> list[int]:
+    return [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in messages]
 
 
 def test_keyboard_teleop_over_dds(ros_context, pty):
     master, device = pty
     nodes, executor, got = make_nodes(ros_context, keyboard_device=device, speed=0.5)
+    clock = SimClock(nodes[2], executor)
     try:
-        spin(executor, 1.0)
-        assert got["cmd_vel"] == [] and got["intent"][-1] is False
-        os.write(master, b"w")
         spin(executor, 0.5)
-        spin(executor, 1.5, each=lambda: os.write(master, b"w"))  # auto-repeat at 25 Hz
-        released = time.monotonic()
-        spin(executor, 1.0)
+        clock.tick(3)
+        assert got["cmd_vel"] == [] and got["intent"][-1] is False  # no key, no action
+        clock.tick(10, before=lambda: os.write(master, b"w"))  # held (auto-repeat)
+        held = len(got["cmd_vel"])
+        spin(executor, 1.0)  # released: longer than the first-press hold (0.7 s)
+        clock.tick(5)
         os.write(master, b" m")
         spin(executor, 0.5)
+        clock.tick(1)
     finally:
         for node in nodes:
             node.destroy_node()
-    times = np.array([t for t, _ in got["cmd_vel"]])
-    assert 8 <= len(times) <= 12, len(times)  # 2 s held at 5 Hz
-    assert np.median(np.diff(times)) == pytest.approx(0.2, abs=0.03)
-    assert times[-1] - released < 0.25 + 0.2 + 0.05  # stops within the repeat hold + a period
-    for _, msg in got["cmd_vel"]:
+    # One action per control step of sim time while held, each stamped with its step; none
+    # after the release. (A step may miss the key only if the machine stalls > 0.25 s.)
+    assert 1 <= held <= 10 and len(got["cmd_vel"]) == held
+    stamps = np.array(stamps_ns(got["cmd_vel"]))
+    assert np.all(stamps % SimClock.PERIOD_NS == 0) and len(set(stamps)) == len(stamps)
+    assert stamps[0] > 1_000 * 10**9 + 3 * SimClock.PERIOD_NS  # not before the key
+    assert stamps[-1] <= 1_000 * 10**9 + 13 * SimClock.PERIOD_NS  # not after the release
+    for msg in got["cmd_vel"]:
         assert (msg.twist.linear.x, msg.twist.linear.y, msg.twist.angular.z) == (0.4, 0.0, 0.0)
     assert got["intent"][-1] is True
     assert got["milestone"] == [1]
@@ -174,15 +203,17 @@ def test_keyboard_teleop_over_dds(ros_context, pty):
 
 def test_joystick_buttons_toggle_intent_once_per_press(ros_context):
     nodes, executor, got = make_nodes(ros_context, input="joy")
+    clock = SimClock(nodes[2], executor)
     pub = nodes[2].create_publisher(Joy, "joy", 10)
     a_held = Joy(axes=[1.0, 0.0, 0.0, 0.0], buttons=[1, 0, 0, 0, 1])  # A + deadman, stick left
     try:
-        spin(executor, 1.0)
-        spin(executor, 1.0, each=lambda: pub.publish(a_held), period=0.05)
+        spin(executor, 0.5)
+        clock.tick(5, before=lambda: [pub.publish(a_held) for _ in range(3)])
     finally:
         for node in nodes:
             node.destroy_node()
-    assert got["intent"][-1] is True and nodes[1].toggles == 1  # held for 20 messages
-    assert len(got["cmd_vel"]) >= 3
-    twist = got["cmd_vel"][-1][1].twist
+    assert got["intent"][-1] is True and nodes[1].toggles == 1  # held for 15 messages
+    assert 1 <= len(got["cmd_vel"]) <= 5
+    assert np.all(np.array(stamps_ns(got["cmd_vel"])) % SimClock.PERIOD_NS == 0)
+    twist = got["cmd_vel"][-1].twist
     assert (twist.linear.x, twist.linear.y) == (0.0, pytest.approx(0.5 * 0.4))

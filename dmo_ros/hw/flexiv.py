@@ -95,6 +95,7 @@ class FlexivArm:
         max_linear_vel: float = 0.2,
         group: str = DEFAULT_GROUP,
         on_fault: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not serial_number or not isinstance(serial_number, str):
             raise UserError(
@@ -120,6 +121,7 @@ class FlexivArm:
         except AttributeError:
             raise UserError(f"flexiv: unknown joint group {group!r} (e.g. ARM_1)") from None
         self._on_fault = on_fault
+        self._clock = clock  # times the interpolation (tests step it); streaming paces on real time
         self._robot: Any = None
         self._lock = threading.Lock()
         self._halt = threading.Event()
@@ -182,7 +184,7 @@ class FlexivArm:
         pose = self.tcp_pose()
         self._quat = pose[3:].copy()
         self._start = self._end = pose[:3].copy()
-        self._t0 = time.monotonic()
+        self._t0 = self._clock()
         self._fault_message = None
         self._halt.clear()
         self._thread = threading.Thread(target=self._stream, name="flexiv-stream", daemon=True)
@@ -225,7 +227,7 @@ class FlexivArm:
             target[:2] += step[:2]
             target[2] = self._end[2] if planar else measured[2] + step[2]
             target = self._workspace.check(target)
-            now = time.monotonic()
+            now = self._clock()
             self._start = self._interpolated(now)
             self._end = target
             self._t0 = now
@@ -234,7 +236,7 @@ class FlexivArm:
     def target(self) -> np.ndarray:
         """The pose being streamed right now [x,y,z,qw,qx,qy,qz]."""
         with self._lock:
-            return np.concatenate([self._interpolated(time.monotonic()), self._quat])
+            return np.concatenate([self._interpolated(self._clock()), self._quat])
 
     def tcp_pose(self) -> np.ndarray:
         """The measured TCP pose [x, y, z, qw, qx, qy, qz] in the world frame."""
