@@ -100,8 +100,9 @@ class TestSimBackend:
         assert pose.header.frame_id == "world"
         assert pose.header.stamp == image.header.stamp  # one stamp per control step
         assert 0.0 <= probe.last("task/coverage").data <= 1.0
-        assert isinstance(probe.last("task/success").data, bool)
-        assert isinstance(probe.last("task/contact").data, bool)
+        # a new scene: the T is not in place, and an idle pusher touches nothing
+        assert probe.last("task/success").data is False
+        assert probe.last("task/contact").data is False
         for topic in ("task/object_pose", "task/goal_pose"):
             assert probe.last(topic).header.frame_id == "world"
         # the sim camera publishes once per 0.2 s control step, each frame stamped with its step
