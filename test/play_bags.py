@@ -3,8 +3,9 @@
 Camera frames every 100 ms at t0 + 100 ms * i (frame i is a flat colour that
 names i, so it survives any resize); commands every 200 ms at t0 + 200 ms * k,
 i.e. exactly at the time of frame 2k and written just before it (the tie the
-dataset must resolve as "at or before"). Intent, milestones and resets land where
-the caller says.
+dataset must resolve as "at or before"). Intent and milestones land where the
+caller says; a reset of step k is what the simulated driver logs: a std_msgs/Header
+stamped at step k's time, logged then, before that step's command and frame.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def write_play_bag(
     **writer_kwargs,
 ) -> Path:
     """Write a play bag; intent_on/off, milestones and resets are step numbers k: the event
-    is logged 30 ms before command k (so step k is the first to see it)."""
+    is logged 30 ms before command k (a reset: at its time, before it), so step k is the
+    first to see it."""
     robot_meta = {
         "dmo_ros.robot": robot,
         "dmo_ros.task": "pusht" if robot == "flexiv" else "push_cube",
@@ -85,7 +87,7 @@ def write_play_bag(
     w.add_topic("intent", "std_msgs/msg/Bool", offered_qos(transient_local=True, depth=1))
     w.add_topic("milestone", "std_msgs/msg/Empty")
     if resets:
-        w.add_topic("reset", "std_msgs/msg/Empty")
+        w.add_topic("reset", "std_msgs/msg/Header")
     events = []
     for i in range(2 * steps):
         t = T0 + i * CAM_NS
@@ -124,7 +126,8 @@ def write_play_bag(
     for k in milestones:
         events.append((T0 + k * STEP_NS - before, 0, "milestone", cdr(empty, "std_msgs/msg/Empty")))
     for k in resets:
-        events.append((T0 + k * STEP_NS - before, 0, "reset", cdr(empty, "std_msgs/msg/Empty")))
+        t = T0 + k * STEP_NS
+        events.append((t, 0, "reset", cdr(header(t), "std_msgs/msg/Header")))
     for t, _, topic, data in sorted(events, key=lambda e: (e[0], e[1])):
         w.write(topic, t, data)
     w.close()

@@ -26,7 +26,7 @@ def play(robot: str, seed: int, steps: int) -> dict:
         contact.append(gt["contact"])
         intent.append(label)
         actions.append(action)
-        if terminated:  # as the simulated driver does after a success
+        if terminated:  # a new scene after a success, as an operator asks `reset` for
             successes += 1
             _, gt = env.reset()
     return {

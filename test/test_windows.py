@@ -75,3 +75,13 @@ def test_dataloader_batches(sequences) -> None:
     assert sum(b["frames"].shape[0] for b in batches) == (12 - 3) + (14 - 3) + (10 - 3)
     assert batches[0]["frames"].shape == (8, 4, 64, 64, 3)
     assert batches[0]["actions"].shape == (8, 4, 2)
+
+
+def test_no_window_spans_a_reset(tmp_path) -> None:
+    """A reset at step 7 (logged at that step's time, as the driver does): windows end at
+    step 6 at the latest or start at 7, the new scene's first frame."""
+    bag = write_play_bag(tmp_path / "reset", steps=15, resets=(7,))
+    (seq,) = load_play_data(bag, PUSHT, cache_dir=tmp_path / "cache")
+    ds = WindowDataset([seq], length=4)
+    starts = [step_of(ds[i]["frames"][0]) for i in range(len(ds))]
+    assert starts == [0, 1, 2, 3, 7, 8, 9, 10, 11]

@@ -7,10 +7,12 @@ One step per message on the task's action topic (at its log time t):
 * intent: the latest `intent` Bool at or before t (False before the first);
 * milestone: a `milestone` message logged after the previous step, up to t;
 * segment: a new one starts after a gap (> 2.5 control periods between
-  commands, or a camera frame older than that), at a message on the `reset`
-  topic (any type; what the recorder logs when the scene is reset) and at
-  the start of each bag. The split files of one bag are one continuous
-  recording: only a time gap cuts them.
+  commands, or a camera frame older than that), at a `reset` event and at
+  the start of each bag. The simulated drivers publish the event (std_msgs/Header,
+  any type is accepted) stamped at the new scene's first step, which then starts
+  the new segment: the old scene's last step, whose next frame is the new scene,
+  ends the old one, so no window (windows.py) spans the teleport. The split
+  files of one bag are one continuous recording: only a time gap cuts them.
 
 Cache: per bag and task settings, memory-mapped .npy arrays in
 `<bag>/../.dmo_cache/<bag name>-<key>/` (`~/.cache/dmo_ros/` when that folder is
@@ -347,7 +349,7 @@ def _build(b: Bag, task: TaskConfig, out_dir: Path) -> int:
     boundary[1:] = (np.diff(t_all) > max_gap) | ~keep[:-1]
     t = t_all[keep]
     boundary = boundary[keep]
-    r = np.searchsorted(np.asarray(resets, np.int64), t, side="right")
+    r = np.searchsorted(np.asarray(resets, np.int64), t, side="right")  # resets at or before t
     boundary[1:] |= np.diff(r) > 0
     m = np.searchsorted(np.asarray(milestones, np.int64), t, side="right")
     milestone = np.diff(np.concatenate([[0], m])) > 0

@@ -18,6 +18,12 @@ stamps is a step time). Each step publishes the new time first, then
 steps and publishes the result stamped with it. The nodes of a sim run use `use_sim_time`;
 command ages are measured in sim time too.
 
+A `reset` takes the place of the next step: the sim time advances one control period, the
+command that step would have used is dropped, and the new scene is published stamped with
+that time, after a `reset` event (std_msgs/Header, same stamp) that the recorder logs and the
+play data splits at. So every frame keeps a stamp of its own, and faster than real time the
+reset still waits for the old scene's last command, which is logged before the new scene.
+
 Faster than real time (`time_scale` > 1) a command that misses its step would be a dropped
 step in the recorded data, so while commands come every step (auto-play, a policy answering
 each frame) a step waits for its command, as long as a real-time step would have given it
@@ -41,7 +47,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock as ClockMessage
 from sensor_msgs.msg import Image
-from std_msgs.msg import Bool, Float32
+from std_msgs.msg import Bool, Float32, Header
 from std_srvs.srv import Trigger
 
 from dmo_ros.nodes import msgs
@@ -57,8 +63,9 @@ class SimDriver:
 
     Publishes `/clock`, `image_topic` (rgb8), task/success, task/coverage (when the sim
     reports one), task/contact (robot touched the object during the step), task/object_pose
-    and task/goal_pose (ground truth, evaluation and auto-play only); calls
-    `publish_state(ground_truth, stamp)` for the robot's own state topic. Serves `reset`.
+    and task/goal_pose (ground truth, evaluation and auto-play only), and a `reset` event
+    (std_msgs/Header) before each new scene; calls `publish_state(ground_truth, stamp)` for
+    the robot's own state topic. Serves `reset`.
     """
 
     def __init__(
@@ -94,6 +101,7 @@ class SimDriver:
         self._object_key = object_key
         self._publish_state = publish_state
         self._seed = seed
+        self._reset_seed: int | None = None  # a new scene of this seed is due at the next step
         self._zero = np.zeros(sim.action_space.shape, dtype=np.float32)
         self._pending: tuple[int, np.ndarray] | None = None  # (sim time received, command)
         self._sync = time_scale > 1.0
@@ -114,18 +122,14 @@ class SimDriver:
         )
         self._object = node.create_publisher(PoseStamped, "task/object_pose", 10)
         self._goal = node.create_publisher(PoseStamped, "task/goal_pose", 10)
+        self._reset = node.create_publisher(Header, "reset", 10)
         self._timer = node.create_timer(
             control_period / time_scale,
             self._on_timer,
             callback_group=callback_group,
             clock=Clock(clock_type=ClockType.STEADY_TIME),  # the sim clock is this timer's output
         )
-        node.create_service(
-            Trigger,
-            "reset",
-            lambda request, response: self._run(lambda: self._reset(response)),
-            callback_group=callback_group,
-        )
+        node.create_service(Trigger, "reset", self._on_reset, callback_group=callback_group)
         self._run(self._tick)
         self._run(self._publish)
 
@@ -177,7 +181,12 @@ class SimDriver:
                 action = command
             if self._consume or action is self._zero:
                 self._pending = None
-        self._obs, *_ = self._sim.step(action)
+        if self._reset_seed is None:
+            self._obs, *_ = self._sim.step(action)
+        else:  # the old scene's command goes with the old scene
+            self._obs, _ = self._sim.reset(seed=self._reset_seed)
+            self._reset_seed = self._pending = None
+            self._reset.publish(Header(stamp=self._stamp(), frame_id=self._frame_id))
         self.steps += 1
         self._publish()
 
@@ -186,13 +195,14 @@ class SimDriver:
         self._run(self._sim.close)
         self._worker.shutdown()
 
-    def _reset(self, response: Trigger.Response) -> Trigger.Response:
-        self._seed += 1
-        self._pending = None
-        self._obs, _ = self._sim.reset(seed=self._seed)
-        self._publish()
+    def _on_reset(self, _request: Trigger.Request, response: Trigger.Response):
+        # Answered at once (a callback must not wait for the step); requests before that
+        # step ask for the same new scene.
+        if self._reset_seed is None:
+            self._seed += 1
+            self._reset_seed = self._seed
         response.success = True
-        response.message = f"scene reset with seed {self._seed}"
+        response.message = f"new scene with seed {self._seed} at the next step"
         self._node.get_logger().info(response.message)
         return response
 
