@@ -14,6 +14,7 @@ NODES = [
     "teleop",
     "auto_play",
     "intent_button",
+    "viewer",
     "recorder",
     "bag_replay",
     "trainer",

@@ -1,7 +1,8 @@
 """Record play data: robot driver + camera + teleop or auto-play + intent button + recorder.
 
   ros2 launch dmo_ros collect_play.launch.py robot:=flexiv|go2 sim:=true|false \
-      teleop:=keyboard|joy|auto bag_dir:=rosbags duration:=600 time_scale:=1.0 rviz:=false
+      teleop:=keyboard|joy|auto bag_dir:=rosbags duration:=600 time_scale:=1.0 rviz:=false \
+      view:=false
 
 sim:=true runs the embedded simulators behind the same topics (the default); sim:=false
 drives the real robot (robot_sn:=... for the Flexiv, iface:=... for the Go2's network).
@@ -9,7 +10,9 @@ teleop:=keyboard opens the keyboard teleop in its own terminal (terminal:='xterm
 default; any command that runs a program in a terminal works, e.g. 'gnome-terminal --').
 teleop:=joy also starts joy_node (package `joy`). teleop:=auto (sim only) drives with the
 scripted operator. The launch ends when the recorder closes its bag (after `duration`
-seconds; 0 records until Ctrl-C). Node parameters come from config/<robot>_nodes.yaml.
+seconds; 0 records until Ctrl-C). view:=true opens the viewer: the live camera (scaled
+up), the intent label and the keys in an OpenCV window (it needs a display; without one the
+viewer alone exits, saying so). Node parameters come from config/<robot>_nodes.yaml.
 sim:=true puts every node on the simulator's clock (`use_sim_time`; the driver publishes
 `/clock`), at any time_scale, so a sim run behaves the same at 1x and faster; `duration` is
 then sim seconds and time_scale:=X runs the simulation X times faster than real time.
@@ -172,6 +175,15 @@ def _nodes(context):
             OnProcessExit(target_action=recorder, on_exit=[EmitEvent(event=Shutdown())])
         )
     )
+    if _true(LaunchConfiguration("view").perform(context)):
+        actions.append(
+            Node(
+                package="dmo_ros",
+                executable="viewer",
+                output="screen",
+                parameters=[params, {"teleop": teleop, **clock}],
+            )
+        )
     if _true(LaunchConfiguration("rviz").perform(context)):
         actions.append(
             Node(
@@ -206,6 +218,11 @@ def generate_launch_description() -> LaunchDescription:
                 description="sim: sim seconds per wall second (e.g. 4.0: four times real time)",
             ),
             DeclareLaunchArgument("rviz", default_value="false", description="start RViz"),
+            DeclareLaunchArgument(
+                "view",
+                default_value="false",
+                description="show the camera, the intent label and the keys in a window",
+            ),
             DeclareLaunchArgument(
                 "robot_sn",
                 default_value="",

@@ -403,3 +403,13 @@ def test_replay_launch_plays_the_bag_and_picks_the_view_from_it(monkeypatch, tmp
     nodes = _nodes(actions)
     assert nodes["bag_replay"]["mode"] == "viz" and nodes["bag_replay"]["loop"] is True
     assert nodes["rviz2"]["arguments"][1].args[0][-1] == "push_cube.rviz"
+
+
+def test_collect_play_launch_view_opens_the_camera_window(monkeypatch):
+    _launch_stubs(monkeypatch)
+    context = {"robot": "go2", "teleop": "keyboard", "view": "true"}
+    nodes = _nodes(_run_launch("collect_play.launch.py", context))
+    viewer = nodes["viewer"]
+    assert viewer["files"] == ["go2_nodes.yaml"]  # its layout and size from the robot's file
+    assert viewer["teleop"] == "keyboard" and viewer["use_sim_time"] is True
+    assert "viewer" not in _nodes(_run_launch("collect_play.launch.py", {"robot": "go2"}))

@@ -1,9 +1,10 @@
 """`dmo-ros collect`: record play data with the node classes of collect_play.launch.py composed
-in one process (real nodes, real DDS topics, a multi-threaded executor).
+in one process (real nodes, real DDS topics, spun on the single-threaded executor of runtime.py).
 
 Nodes: recorder, robot driver (sim or real backend), camera (real Flexiv only), teleop
-(keyboard | joy) or auto_play, intent_button; parameters from config/<robot>_nodes.yaml,
-exactly what the launch file passes. Ends after --duration or on Ctrl-C, closes the bag and
+(keyboard | joy) or auto_play, intent_button, and with --view the viewer (the camera, the
+intent label and the keys in a window); parameters from config/<robot>_nodes.yaml, exactly
+what the launch file passes. Ends after --duration or on Ctrl-C, closes the bag and
 prints a summary read back from the bag.
 
 With --sim every node runs on the simulator's clock (`use_sim_time`; the driver publishes
@@ -53,6 +54,11 @@ def check_args(args: argparse.Namespace) -> tuple[str, TaskConfig, Path]:
         raise UserError("--teleop auto needs --sim (auto-play drives from simulator ground truth)")
     if args.teleop == "keyboard" and not sys.stdin.isatty():
         raise UserError("--teleop keyboard needs a terminal on stdin (run it in a terminal)")
+    if getattr(args, "view", False):
+        from dmo_ros.nodes.window import display_problem
+
+        if (problem := display_problem()) is not None:
+            raise UserError(f"--view: {problem}")
     if args.out:
         out = Path(args.out)
     else:
@@ -107,6 +113,11 @@ def run(args: argparse.Namespace) -> int:
 
             nodes.append(CameraNode(parameter_overrides=overrides("camera")))
         nodes.append(IntentButtonNode(parameter_overrides=overrides("intent_button")))
+        if getattr(args, "view", False):
+            from dmo_ros.nodes.viewer import ViewerNode
+
+            # Spun (and destroyed) on this thread below: HighGUI wants one thread.
+            nodes.append(ViewerNode(parameter_overrides=overrides("viewer", teleop=args.teleop)))
         if args.teleop == "auto":
             from dmo_ros.nodes.auto_play import AutoPlayNode
 

@@ -275,15 +275,17 @@ class TeleopNode(Node):
         super().destroy_node()
 
 
-def _keyboard_help(task: TaskConfig, layout: str) -> str:
+def keyboard_keys(task: TaskConfig, layout: str) -> list[str]:
+    """What each key does, one item per key group (the log line, the viewer's legend)."""
     moves = [
         f"{plus[0]}/{minus[0]}: +/-{name}"
         for name, (plus, minus) in zip(task.action_names, LAYOUTS[layout])
     ]
-    return (
-        "keyboard teleop: " + ", ".join(moves) + " (hold the key); +/-: speed; "
-        "space: toggle intent; m: milestone; Ctrl-C: quit"
-    )
+    return [*moves, "+/-: speed", "space: toggle intent", "m: milestone", "Ctrl-C: quit"]
+
+
+def _keyboard_help(task: TaskConfig, layout: str) -> str:
+    return "keyboard teleop (hold a movement key): " + "; ".join(keyboard_keys(task, layout))
 
 
 def main(args: list[str] | None = None) -> int:
