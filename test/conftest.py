@@ -18,6 +18,22 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--bf16",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="bf16 autocast in the tests that train (auto: where the CPU has it natively); "
+        "tests of exact numerics pin their own precision",
+    )
+
+
+@pytest.fixture
+def bf16(request) -> str:
+    """The `train.bf16` config value (auto | true | false) of --bf16, for training tests."""
+    return {"auto": "auto", "on": "true", "off": "false"}[request.config.getoption("bf16")]
+
+
 @pytest.fixture
 def ros_context():
     """An rclpy context of the test's own, shut down afterwards."""

@@ -24,9 +24,11 @@ def setup():
     from dmo_ros.data.windows import WindowDataset
     from dmo_ros.worldmodels.train import resolve_config
 
-    resolved = resolve_config(
-        "pusht.yaml", "tiny", ["task.image_size=32", f"world_model.train.steps={STEPS}"]
-    )
+    # fp32 pinned: the replay compares weights to 1e-6, and bf16 (on by default where the CPU
+    # has it natively) rounds the activations differently in the workers.
+    fp32 = "world_model.train.bf16=false"
+    sets = ["task.image_size=32", f"world_model.train.steps={STEPS}", fp32]
+    resolved = resolve_config("pusht.yaml", "tiny", sets)
     return resolved, WindowDataset(sequences(count=2, steps=40, size=32), length=5)
 
 
