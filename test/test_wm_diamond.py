@@ -9,7 +9,6 @@ from dmo_ros.worldmodels.diamond import (
     frames_to_model,
     frames_to_uint8,
 )
-from dmo_ros.worldmodels.interface import GlobalWorldModel
 from dmo_ros.worldmodels.sampler import SamplerConfig, sample_next_frame
 from dmo_ros.worldmodels.unet import UNetConfig
 
@@ -41,10 +40,6 @@ def count_calls(m: DiamondWorldModel) -> list:
     calls = []
     m.denoiser.register_forward_hook(lambda mod, args, out: calls.append(args))
     return calls
-
-
-def test_is_a_global_world_model():
-    assert isinstance(model(), GlobalWorldModel)
 
 
 def test_init_step_shapes_and_range():

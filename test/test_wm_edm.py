@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dmo_ros.worldmodels.diamond import DiamondConfig, DiamondWorldModel
-from dmo_ros.worldmodels.edm import EDMConfig, conditioners
+from dmo_ros.worldmodels.edm import Denoiser, EDMConfig, conditioners
 from dmo_ros.worldmodels.sampler import karras_sigmas
 from dmo_ros.worldmodels.unet import UNet, UNetConfig
 
@@ -27,16 +27,42 @@ def test_conditioners_known_values():
     assert c.c_in[1].item() == pytest.approx(1 / math.sqrt(0.34))
 
 
-def test_perfect_network_output_recovers_the_clean_frame():
-    # D = c_skip x + c_out F with F equal to the training target gives back x0 exactly.
+class IdealNet(torch.nn.Module):
+    """F that outputs the EDM training target when the last past frame is the clean frame.
+
+    It undoes the denoiser's input scaling from its own reading of the paper's formulas:
+    σ_eff = exp(4 c_noise), c_in = 1/sqrt(σ_eff² + σ_d²), past frames scaled by 1/σ_d.
+    """
+
+    def __init__(self, cfg: EDMConfig):
+        super().__init__()
+        self.sd = cfg.sigma_data
+
+    def forward(self, x, c_noise, actions):
+        s = (4 * c_noise).exp()[:, None, None, None]
+        total = s**2 + self.sd**2
+        c_skip, noisy = self.sd**2 / total, x[:, :3] * total.sqrt()
+        clean = x[:, -3:] * self.sd
+        return (clean - c_skip * noisy) / (s * c_skip.sqrt())
+
+
+def test_denoiser_scales_inputs_and_targets_as_edm_says():
+    # With an F that knows the clean frame, the loss must be ~0 and D(x; σ) the clean frame;
+    # a wrong c_in, c_noise, past scaling, target or skip term in edm.py breaks both.
     cfg = EDMConfig()
-    sigma = torch.tensor([0.01, 0.7, 5.0])
-    x0 = torch.rand(3, 3, 8, 8) * 2 - 1
-    noisy = x0 + sigma[:, None, None, None] * torch.randn_like(x0)
-    c = conditioners(sigma, cfg)
-    v = lambda t: t[:, None, None, None]  # noqa: E731
-    target = (x0 - v(c.c_skip) * noisy) / v(c.c_out)
-    assert torch.allclose(v(c.c_skip) * noisy + v(c.c_out) * target, x0, atol=1e-5)
+    denoiser = Denoiser(IdealNet(cfg), cfg)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(6, 3, 8, 8, generator=g) * 1.8 - 0.9
+    past = torch.stack([torch.rand(6, 3, 8, 8, generator=g), x0], dim=1)
+    actions = torch.zeros(6, 2, 2)
+    loss, logs = denoiser.loss(x0, past, actions, torch.Generator().manual_seed(1))
+    assert loss.item() < 1e-8 and logs["loss"] == pytest.approx(loss.item())
+    sigma = torch.tensor([0.002, 0.05, 0.4, 1.0, 5.0, 20.0])
+    noisy = x0 + sigma[:, None, None, None] * torch.randn(x0.shape, generator=g)
+    assert torch.allclose(denoiser(noisy, sigma, past, actions), x0, atol=1e-4)
+    # The same F on a past that does not hold the clean frame is far off: the check can fail.
+    wrong = torch.stack([x0, -x0], dim=1)
+    assert denoiser.loss(x0, wrong, actions, torch.Generator().manual_seed(1))[0].item() > 0.1
 
 
 def test_training_sigma_is_lognormal_and_clipped():
