@@ -144,6 +144,7 @@ class BagWriter:
         self._disk_counts: dict[int, int] = {}
         self._file = self._open_file()
         self._write_metadata()
+        self._done = threading.Event()  # the writer thread has closed the bag (or failed)
         self._thread = threading.Thread(
             target=self._run, name=f"bag-writer {self.path}", daemon=True
         )
@@ -214,8 +215,18 @@ class BagWriter:
             else:
                 already, self._closing = False, True
                 self._cond.notify_all()
-        if not already:
-            self._thread.join()
+        interrupted = None
+        while not already and not self._done.is_set():
+            # A Ctrl-C here must not leave the files ahead of metadata.yaml (the writer thread,
+            # a daemon, dies with the process): finish closing, then pass the interrupt on.
+            # An Event, not Thread.join: Python 3.11 takes an interrupted join's thread for
+            # finished.
+            try:
+                self._done.wait()
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+        if interrupted is not None:
+            raise interrupted
         with self._cond:
             self._raise_if_failed()
 
@@ -284,7 +295,7 @@ class BagWriter:
                         self._add_record(self._file, kind, item)  # type: ignore[arg-type]
                 stale = stale or bool(events)
                 if closing:
-                    self._file.close(self._file_metadata(final=True))
+                    self._file.close(file_metadata(self._bag_info()))
                     self._write_metadata(final=True)
                     return
                 if meta_due():
@@ -295,6 +306,8 @@ class BagWriter:
                 self._error = exc
                 self._cond.notify_all()
             self._file.abandon()
+        finally:
+            self._done.set()
 
     def _chunk_due(self) -> bool:
         return bool(self._chunk.parts) and time.monotonic() - self._chunk_born >= self.flush_period
@@ -330,74 +343,83 @@ class BagWriter:
         if (self.split_bytes and f.pos >= self.split_bytes) or (
             self.split_ns and f.end - f.start >= self.split_ns
         ):
-            f.close(self._file_metadata(final=True))
-            self._files.append(self._file_info(f))
+            f.close(file_metadata(self._bag_info()))
+            self._files.append(file_info(f))
             self._file = self._open_file()
             self._write_metadata()  # list the new file at once
 
     # ---- metadata.yaml ---------------------------------------------------------------------
 
-    @staticmethod
-    def _file_info(f: McapFileWriter) -> dict:
-        start = f.start if f.message_count else 0
-        return {
-            "path": f.path.name,
-            "starting_time": {"nanoseconds_since_epoch": start},
-            "duration": {"nanoseconds": max(0, f.end - start) if f.message_count else 0},
-            "message_count": f.message_count,
-            "bytes": f.pos,
-        }
-
     def _bag_info(self) -> dict:
-        files = [*self._files, self._file_info(self._file)]
-        starts = [
-            f["starting_time"]["nanoseconds_since_epoch"] for f in files if f["message_count"]
-        ]
-        ends = [
-            f["starting_time"]["nanoseconds_since_epoch"] + f["duration"]["nanoseconds"]
-            for f in files
-            if f["message_count"]
-        ]
         with self._cond:
             channels = dict(self._channels)
-        start = min(starts) if starts else 0
-        return {
-            "version": 9,
-            "storage_identifier": "mcap",
-            "duration": {"nanoseconds": (max(ends) - start) if ends else 0},
-            "starting_time": {"nanoseconds_since_epoch": start},
-            "message_count": sum(f["message_count"] for f in files),
-            "topics_with_message_count": [
-                {
-                    "topic_metadata": {
-                        "name": c["topic"],
-                        "type": c["type"],
-                        "serialization_format": "cdr",
-                        "offered_qos_profiles": yaml.safe_load(c["qos"]) or [],
-                        "type_description_hash": c["hash"],
-                    },
-                    "message_count": self._disk_counts.get(cid, 0),
-                }
-                for cid, c in sorted(channels.items())
-            ],
-            "compression_format": "",
-            "compression_mode": "",
-            "relative_file_paths": [f["path"] for f in files],
-            "files": [{k: v for k, v in f.items() if k != "bytes"} for f in files],
-            "custom_data": dict(self.custom) or None,
-            "ros_distro": ROS_DISTRO,
-        }
-
-    def _file_metadata(self, final: bool) -> dict[str, dict[str, str]]:
-        text = yaml.safe_dump(self._bag_info(), sort_keys=False)
-        return {"rosbag2": {"serialized_metadata": text}} if final else {}
+        topics = [(c, self._disk_counts.get(cid, 0)) for cid, c in sorted(channels.items())]
+        files = [*self._files, file_info(self._file)]
+        return bag_info(files, topics, self.custom)
 
     def _write_metadata(self, final: bool = False) -> None:
-        text = yaml.safe_dump({"rosbag2_bagfile_information": self._bag_info()}, sort_keys=False)
-        tmp = self.path / ".metadata.yaml.tmp"
-        with tmp.open("w") as f:
-            f.write(text)
-            if self.fsync or final:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, self.path / "metadata.yaml")  # atomic: a crash leaves old or new
+        write_metadata(self.path, self._bag_info(), fsync=self.fsync or final)
+
+
+def file_info(f: McapFileWriter) -> dict:
+    """One file's entry in metadata.yaml (plus its size in bytes, for `stats`)."""
+    start = f.start if f.message_count else 0
+    return {
+        "path": f.path.name,
+        "starting_time": {"nanoseconds_since_epoch": start},
+        "duration": {"nanoseconds": max(0, f.end - start) if f.message_count else 0},
+        "message_count": f.message_count,
+        "bytes": f.pos,
+    }
+
+
+def bag_info(files: list[dict], topics: list[tuple[dict, int]], custom: dict[str, str]) -> dict:
+    """rosbag2 (version 9) bag information: `files` as `file_info` gives them, `topics` as
+    (channel: topic, type, qos, hash; message count) in channel order."""
+    counted = [f for f in files if f["message_count"]]
+    starts = [f["starting_time"]["nanoseconds_since_epoch"] for f in counted]
+    ends = [s + f["duration"]["nanoseconds"] for s, f in zip(starts, counted)]
+    start = min(starts) if starts else 0
+    return {
+        "version": 9,
+        "storage_identifier": "mcap",
+        "duration": {"nanoseconds": (max(ends) - start) if ends else 0},
+        "starting_time": {"nanoseconds_since_epoch": start},
+        "message_count": sum(f["message_count"] for f in files),
+        "topics_with_message_count": [
+            {
+                "topic_metadata": {
+                    "name": c["topic"],
+                    "type": c["type"],
+                    "serialization_format": "cdr",
+                    "offered_qos_profiles": yaml.safe_load(c["qos"]) or [],
+                    "type_description_hash": c["hash"],
+                },
+                "message_count": n,
+            }
+            for c, n in topics
+        ],
+        "compression_format": "",
+        "compression_mode": "",
+        "relative_file_paths": [f["path"] for f in files],
+        "files": [{k: v for k, v in f.items() if k != "bytes"} for f in files],
+        "custom_data": dict(custom) or None,
+        "ros_distro": ROS_DISTRO,
+    }
+
+
+def file_metadata(info: dict) -> dict[str, dict[str, str]]:
+    """The `rosbag2` metadata record a closed file carries (as rosbag2's MCAP plugin writes)."""
+    return {"rosbag2": {"serialized_metadata": yaml.safe_dump(info, sort_keys=False)}}
+
+
+def write_metadata(path: Path, info: dict, fsync: bool = False) -> None:
+    """Replace `path`/metadata.yaml atomically: a crash leaves the old one or the new one."""
+    text = yaml.safe_dump({"rosbag2_bagfile_information": info}, sort_keys=False)
+    tmp = path / ".metadata.yaml.tmp"
+    with tmp.open("w") as f:
+        f.write(text)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(tmp, path / "metadata.yaml")

@@ -70,9 +70,12 @@ class Chunk:
     end: int = 0
     index: dict[int, array] = field(default_factory=dict)  # channel -> [t0, off0, t1, off1, ...]
 
-    def add(self, channel_id: int, sequence: int, t_ns: int, data: bytes) -> None:
+    def add(
+        self, channel_id: int, sequence: int, t_ns: int, data: bytes, publish_ns: int | None = None
+    ) -> None:
         # One message record: 31 header bytes, then the CDR payload untouched.
-        head = _MSG_HEADER.pack(OP_MESSAGE, 22 + len(data), channel_id, sequence, t_ns, t_ns)
+        published = t_ns if publish_ns is None else publish_ns
+        head = _MSG_HEADER.pack(OP_MESSAGE, 22 + len(data), channel_id, sequence, t_ns, published)
         self.index.setdefault(channel_id, array("Q")).extend((t_ns, self.size))
         self.parts.append(head)
         self.parts.append(data)
