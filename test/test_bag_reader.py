@@ -75,7 +75,7 @@ def test_missing_or_stale_metadata_is_rebuilt(play_bag: Path, tmp_path: Path) ->
     assert list(rebuilt.messages()) == list(open_bag(play_bag).messages())
 
 
-def test_torn_tail_keeps_every_whole_chunk(tmp_path: Path) -> None:
+def test_torn_tail_keeps_every_whole_message(tmp_path: Path) -> None:
     path = tmp_path / "torn"
     with BagWriter(path, chunk_bytes=1_000) as w:
         w.add_topic("n", "std_msgs/msg/Int32")
@@ -84,15 +84,18 @@ def test_torn_tail_keeps_every_whole_chunk(tmp_path: Path) -> None:
     mcap = path / "torn_0.mcap"
     chunks = index_mcap(mcap).chunks
     assert len(chunks) > 5
-    # A crash inside chunk 4 and without the summary: chunks 0..3 survive.
+    # A crash 100 bytes into chunk 4's records, without the summary: chunks 0..3 survive, and
+    # so do the two whole 39-byte message records (31 header + 8 CDR) at the start of chunk 4.
     cut = chunks[4].offset + 100
     mcap.write_bytes(mcap.read_bytes()[:cut])
     (path / "metadata.yaml").unlink()  # a crash before the first refresh
     bag = open_bag(path)
     values = [bag.decode("n", d).data for _, _, d in bag.messages()]
-    kept = sum(len(c.times[1]) for c in chunks[:4])
+    kept = sum(len(c.times[1]) for c in chunks[:4]) + 2
     assert values == list(range(kept)) and bag.topics["/n"][1] == kept
-    assert "torn bytes" in bag.recovered[1]
+    assert bag.timestamps("n").tolist() == [10**9 + i for i in range(kept)]
+    assert bag.end_ns == 10**9 + kept - 1  # the torn chunk's span is what it kept
+    assert "22 torn bytes" in bag.recovered[1]
 
 
 def test_bag_written_by_rosbags(tmp_path: Path) -> None:

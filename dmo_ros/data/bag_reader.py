@@ -3,8 +3,9 @@
 `open_bag` indexes every MCAP file by streaming it (`mcap_index`), so a bag whose
 metadata.yaml is missing or stale, or whose last file has a torn tail, still
 yields every message written before the crash. The bag is only read, never
-repaired in place. What cannot be a crash (garbage, a file shorter than its own
-metadata says, a missing file) is a `UserError` naming the bag and the problem.
+repaired in place (`dmo-ros bag repair` does that, see `bag_repair`). What cannot be a
+crash (garbage, a file shorter than its own metadata says, a missing file) is a `UserError`
+naming the bag and the problem.
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ class Bag:
     @property
     def files(self) -> list[Path]:
         return [f.path for f in self._files]
+
+    @property
+    def indexes(self) -> list[McapIndex]:
+        """Each file's index, in the bag's file order (what `bag_repair` rewrites from)."""
+        return [f.index for f in self._files]
 
     @property
     def message_count(self) -> int:
@@ -215,6 +221,10 @@ def open_bag(path: str | Path) -> Bag:
             )
         elif info is not None and fp.name not in claimed:
             recovered.append(f"{fp.name}: not listed in metadata.yaml")
+        elif found > claimed.get(fp.name, found):
+            recovered.append(
+                f"{fp.name}: holds {found} messages, metadata.yaml lists {claimed[fp.name]}"
+            )
         custom.update(index.metadata.get("dmo_ros", {}))
         topic_of = {}
         for cid, (topic, sid, enc) in index.channels.items():

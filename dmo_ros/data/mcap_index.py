@@ -4,8 +4,9 @@ This is the recovery that `ros2 bag reindex` does, done on every open so that
 one code path reads clean and crashed files alike: a file cut by a `kill -9`
 ends in at most one torn record, which is left out; everything before it is
 indexed from the chunk headers and the message indexes that follow each chunk
-(a chunk without a whole index, e.g. the last one of a torn file, is parsed).
-Nothing is ever written to the file.
+(a chunk without a whole index, e.g. the last one of a torn file, is parsed). A chunk the
+crash cut through keeps its whole messages when it is uncompressed (as this package writes
+them). Nothing is ever written to the file; `bag_repair` rewrites it into a closed one.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class ChunkRef:
     end: int
     times: dict[int, np.ndarray] | None = None  # channel -> log times; None until known
     loose: list[tuple[int, int, int, int]] | None = None  # unchunked: (channel, t, offset, size)
+    torn: bool = False  # cut by a crash: its whole records only, no CRC to check
 
 
 @dataclass
@@ -61,6 +63,8 @@ class McapIndex:
     size: int
     schemas: dict[int, tuple[str, str, str]] = field(default_factory=dict)  # name, encoding, text
     channels: dict[int, tuple[str, int, str]] = field(default_factory=dict)  # topic, schema, enc
+    channel_meta: dict[int, dict[str, str]] = field(default_factory=dict)  # offered QoS, hash
+    library: str = ""  # the writer named in the header
     metadata: dict[str, dict[str, str]] = field(default_factory=dict)
     chunks: list[ChunkRef] = field(default_factory=list)
     complete: bool = False  # reached the Data End record: the file was closed cleanly
@@ -79,6 +83,16 @@ def _string(buf: bytes | memoryview, i: int) -> tuple[str, int]:
     return bytes(buf[i + 4 : i + 4 + n]).decode(), i + 4 + n
 
 
+def _map(body: bytes | memoryview, i: int) -> tuple[dict[str, str], int]:
+    (n,) = _U32.unpack_from(body, i)
+    i, end, entries = i + 4, i + 4 + n, {}
+    while i < end:
+        k, i = _string(body, i)
+        v, i = _string(body, i)
+        entries[k] = v
+    return entries, end
+
+
 def _parse_meta(
     op: int, body: bytes | memoryview, index: McapIndex
 ) -> None:  # schema / channel / metadata records
@@ -91,26 +105,20 @@ def _parse_meta(
     elif op == OP_CHANNEL:
         cid, sid = struct.unpack_from("<HH", body, 0)
         topic, i = _string(body, 4)
-        enc, _ = _string(body, i)
+        enc, i = _string(body, i)
         index.channels[cid] = (topic, sid, enc)
+        index.channel_meta[cid] = _map(body, i)[0]
     elif op == OP_METADATA:
         name, i = _string(body, 0)
-        (n,) = _U32.unpack_from(body, i)
-        i, end, entries = i + 4, i + 4 + n, {}
-        while i < end:
-            k, i = _string(body, i)
-            v, i = _string(body, i)
-            entries[k] = v
-        index.metadata[name] = entries
+        index.metadata[name] = _map(body, i)[0]
 
 
-def read_chunk(f: BinaryIO, chunk: ChunkRef) -> Iterator[tuple[int, int, memoryview, int]]:
-    """Every record of one chunk as (opcode, log time, body, channel); a message's body is its
-    payload (time and channel are 0 for other records)."""
+def chunk_records(f: BinaryIO, chunk: ChunkRef) -> Iterator[tuple[int, memoryview]]:
+    """Every record of one chunk as (opcode, body)."""
     if chunk.loose is not None:
-        for cid, t, off, size in chunk.loose:
-            f.seek(off)
-            yield OP_MESSAGE, t, memoryview(f.read(size)), cid
+        for _cid, _t, off, size in chunk.loose:
+            f.seek(off - 22)  # the message's channel, sequence and times come first
+            yield OP_MESSAGE, memoryview(f.read(size + 22))
         return
     f.seek(chunk.offset)
     raw = f.read(chunk.compressed_size)
@@ -126,12 +134,19 @@ def read_chunk(f: BinaryIO, chunk: ChunkRef) -> Iterator[tuple[int, int, memoryv
         op, n = _HEAD.unpack_from(buf, i)
         if i + 9 + n > n_buf:
             raise McapError(f"chunk at byte {chunk.offset}: record overruns the chunk")
-        if op == OP_MESSAGE:
-            cid, _seq, t = struct.unpack_from("<HIQ", buf, i + 9)
-            yield OP_MESSAGE, t, mv[i + 31 : i + 9 + n], cid
-        else:
-            yield op, 0, mv[i + 9 : i + 9 + n], 0
+        yield op, mv[i + 9 : i + 9 + n]
         i += 9 + n
+
+
+def read_chunk(f: BinaryIO, chunk: ChunkRef) -> Iterator[tuple[int, int, memoryview, int]]:
+    """Every record of one chunk as (opcode, log time, body, channel); a message's body is its
+    payload (time and channel are 0 for other records)."""
+    for op, body in chunk_records(f, chunk):
+        if op == OP_MESSAGE:
+            cid, _seq, t = struct.unpack_from("<HIQ", body, 0)
+            yield OP_MESSAGE, t, body[22:], cid
+        else:
+            yield op, 0, body, 0
 
 
 def _fill_from_records(f: BinaryIO, chunk: ChunkRef, index: McapIndex) -> None:
@@ -142,6 +157,36 @@ def _fill_from_records(f: BinaryIO, chunk: ChunkRef, index: McapIndex) -> None:
         else:
             _parse_meta(op, body, index)
     chunk.times = {cid: np.asarray(ts, dtype=np.int64) for cid, ts in times.items()}
+    if chunk.torn and times:  # the header's span counts messages the crash lost
+        chunk.start = min(min(ts) for ts in times.values())
+        chunk.end = max(max(ts) for ts in times.values())
+
+
+def _torn_chunk(f: BinaryIO, pos: int, size: int, index: McapIndex) -> int | None:
+    """A chunk record the crash cut through, at `pos`: keep its whole records (uncompressed
+    chunks only) as a chunk of its own; return where they end, None if nothing is kept."""
+    f.seek(pos + 9)
+    fixed = f.read(min(4096, size - pos - 9))
+    try:
+        start, stop, _usize, _crc = struct.unpack_from("<QQQI", fixed, 0)
+        comp, i = _string(fixed, 28)
+    except (struct.error, UnicodeDecodeError):
+        return None  # cut inside the chunk's own header
+    if comp or len(fixed) < i + 8:
+        return None  # a compressed stream cannot be cut into whole records
+    data_off = pos + 9 + i + 8
+    whole, messages = 0, 0
+    while data_off + whole + 9 <= size:
+        f.seek(data_off + whole)
+        op, n = _HEAD.unpack(f.read(9))
+        if data_off + whole + 9 + n > size:
+            break
+        whole += 9 + n
+        messages += op == OP_MESSAGE
+    if not messages:
+        return None
+    index.chunks.append(ChunkRef(data_off, whole, whole, "", 0, start, stop, None, torn=True))
+    return data_off + whole
 
 
 def index_mcap(path: Path) -> McapIndex:
@@ -165,12 +210,19 @@ def index_mcap(path: Path) -> McapIndex:
             op, n = _HEAD.unpack(head)
             end = pos + 9 + n
             if end > size:  # the record a crash cut through
-                index.torn_bytes = size - pos
+                kept = _torn_chunk(f, pos, size, index) if op == OP_CHUNK else None
+                index.torn_bytes = size - (kept or pos)
                 break
             if not seen_header:
                 if op != 0x01:
                     raise McapError("first record is not an MCAP header")
                 seen_header = True
+                body = f.read(n)
+                try:
+                    _profile, i = _string(body, 0)
+                    index.library = _string(body, i)[0]
+                except (struct.error, UnicodeDecodeError):
+                    raise McapError("unreadable MCAP header") from None
             if op == OP_CHUNK:
                 fixed = f.read(min(n, 4096))
                 start, stop, usize, crc = struct.unpack_from("<QQQI", fixed, 0)
