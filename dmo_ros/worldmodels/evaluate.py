@@ -2,9 +2,14 @@
 
 From held-out contexts of L real frames, the model is driven by the recorded actions for
 `horizon` steps (60 = 12 s); each generated frame is scored against the real one (PSNR,
-SSIM), beside the "repeat the last context frame" baseline. Then the action-response
-check (action_response.py). Written to <model>/eval/: world_model.json,
-world_model_metrics.png and world_model_strip.png (rows real / model at t = 0, 5, ...).
+SSIM on frames in [0, 1]), beside the "repeat the last context frame" baseline. Then the
+action-response check (action_response.py). Written to <model>/eval/: world_model.json
+(its "definitions" say how each number is computed), world_model_metrics.png and
+world_model_strip.png (rows real / model at t = 0, 5, ...).
+
+PSNR is taken of the mean squared error (per step over rollouts, or over a range of
+steps), never averaged in dB: one unchanged frame would otherwise score the cap and
+outweigh every other step.
 """
 
 from __future__ import annotations
@@ -24,11 +29,22 @@ from dmo_ros.training.checkpoint import load_checkpoint, resolve_checkpoint
 from dmo_ros.training.device import autocast, pick_device, use_bf16
 from dmo_ros.worldmodels import action_response
 from dmo_ros.worldmodels.diamond import KIND, DiamondConfig, DiamondWorldModel, frames_to_model
-from dmo_ros.worldmodels.image_metrics import psnr, ssim
+from dmo_ros.worldmodels.image_metrics import PSNR_MAX_DB, mse, psnr_of_mse, ssim, to_unit
 from dmo_ros.worldmodels.train import SECTION, EvalConfig, WorldModelSection
 
 STRIP_EVERY = 5
-SUMMARY_STEPS = 20  # "beats repeat-last on mean PSNR over steps 1-20"
+SUMMARY_STEPS = 20  # "beats repeat-last on PSNR over steps 1-20"
+DEFINITIONS = {
+    "frames": "compared in [0, 1] (uint8 / 255); model frames clamped to [-1, 1] first",
+    "mse": "mean squared error of one step, over rollouts, pixels and channels",
+    "psnr": f"10 log10(1 / mse) in dB of that step's mse, capped at {PSNR_MAX_DB:g} dB",
+    "psnr_max_db": PSNR_MAX_DB,
+    "ssim": "mean SSIM of one step over rollouts (Wang et al. 2004: 11x11 Gaussian window, "
+    "sigma 1.5, K1 0.01, K2 0.03, data range 1, valid windows, channels averaged)",
+    "summary.psnr_1_K": "PSNR of the mse over steps 1..K and all rollouts (not a mean of dB)",
+    "summary.ssim_mean_1_K": "mean of the per-step SSIM over steps 1..K",
+    "summary.beats_repeat_last": "psnr_1_K above baseline_psnr_1_K (a lower mse)",
+}
 
 
 def load_model(path: str | Path, device: torch.device) -> tuple[DiamondWorldModel, dict, Path]:
@@ -95,11 +111,24 @@ def open_loop(
 
 
 def step_metrics(pred: torch.Tensor, real: torch.Tensor) -> dict[str, list[float]]:
-    """Per-step PSNR and SSIM averaged over rollouts; pred, real [N,T,3,H,W]."""
+    """Per-step MSE, PSNR of that MSE and mean SSIM over rollouts; pred, real [N,T,3,H,W]
+    in [-1, 1]."""
     n, t = pred.shape[:2]
-    p = psnr(pred.flatten(0, 1), real.flatten(0, 1)).view(n, t).mean(0)
-    s = ssim(pred.flatten(0, 1), real.flatten(0, 1)).view(n, t).mean(0)
-    return {"psnr": p.tolist(), "ssim": s.tolist()}
+    a, b = to_unit(pred.clamp(-1, 1).flatten(0, 1)), to_unit(real.flatten(0, 1))
+    err = mse(a, b).view(n, t).mean(0)
+    s = ssim(a, b).view(n, t).mean(0)
+    return {"mse": err.tolist(), "psnr": psnr_of_mse(err).tolist(), "ssim": s.tolist()}
+
+
+def summarize(model_m: dict, base_m: dict, k: int) -> dict[str, float | bool]:
+    """Steps 1..k and all steps: PSNR of the mean MSE, mean SSIM; model and repeat-last."""
+    out: dict[str, float | bool] = {}
+    for prefix, m in (("", model_m), ("baseline_", base_m)):
+        out[f"{prefix}psnr_1_{k}"] = float(psnr_of_mse(float(np.mean(m["mse"][:k]))))
+        out[f"{prefix}ssim_mean_1_{k}"] = float(np.mean(m["ssim"][:k]))
+        out[f"{prefix}psnr_all"] = float(psnr_of_mse(float(np.mean(m["mse"]))))
+    out["beats_repeat_last"] = bool(np.mean(model_m["mse"][:k]) < np.mean(base_m["mse"][:k]))
+    return out
 
 
 def evaluate(
@@ -120,17 +149,7 @@ def evaluate(
     repeat = frames[:, L - 1 : L].expand_as(real)
     model_m, base_m = step_metrics(pred, real), step_metrics(repeat, real)
     k = min(SUMMARY_STEPS, horizon)
-    summary = {
-        f"psnr_mean_1_{k}": float(np.mean(model_m["psnr"][:k])),
-        f"baseline_psnr_mean_1_{k}": float(np.mean(base_m["psnr"][:k])),
-        f"ssim_mean_1_{k}": float(np.mean(model_m["ssim"][:k])),
-        f"baseline_ssim_mean_1_{k}": float(np.mean(base_m["ssim"][:k])),
-        "psnr_mean_all": float(np.mean(model_m["psnr"])),
-        "baseline_psnr_mean_all": float(np.mean(base_m["psnr"])),
-    }
-    summary["beats_repeat_last"] = (
-        summary[f"psnr_mean_1_{k}"] > summary[f"baseline_psnr_mean_1_{k}"]
-    )
+    summary = summarize(model_m, base_m, k)
 
     device = next(model.parameters()).device
     calib = action_response.calibrate(sequences)
@@ -158,6 +177,8 @@ def evaluate(
         "horizon": horizon,
         "context": L,
         "sampler": {"steps": model.cfg.sampler.steps, "method": model.cfg.sampler.method},
+        "definitions": DEFINITIONS,
+        "summary_steps": k,
         "summary": summary,
         "model": model_m,
         "repeat_last": base_m,
@@ -182,7 +203,8 @@ def _plot_metrics(model_m: dict, base_m: dict, path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     steps = np.arange(1, len(model_m["psnr"]) + 1)
-    for ax, key, unit in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim", "SSIM")):
+    labels = (f"PSNR of the step's MSE (dB, cap {PSNR_MAX_DB:g})", "SSIM (frames in [0, 1])")
+    for ax, key, unit in zip(axes, ("psnr", "ssim"), labels):
         ax.plot(steps, model_m[key], label="world model")
         ax.plot(steps, base_m[key], "--", label="repeat last frame")
         ax.set_xlabel("open-loop step (0.2 s)")
@@ -259,8 +281,8 @@ def run(args: argparse.Namespace) -> int:
     k = min(SUMMARY_STEPS, results["horizon"])
     print(
         f"world model ({results['rollouts']} rollouts x {results['horizon']} steps): "
-        f"PSNR 1-{k} {s[f'psnr_mean_1_{k}']:.2f} dB vs repeat-last "
-        f"{s[f'baseline_psnr_mean_1_{k}']:.2f} dB; action response "
+        f"PSNR 1-{k} {s[f'psnr_1_{k}']:.2f} dB vs repeat-last "
+        f"{s[f'baseline_psnr_1_{k}']:.2f} dB; action response "
         f"{r['sign_agreement']:.0%} sign agreement ({'pass' if r['passed'] else 'FAIL'}) -> {out}"
     )
     return 0
