@@ -1,7 +1,10 @@
-"""`dmo-ros bag info` and `dmo-ros bag video`, run as a user runs them."""
+"""`dmo-ros bag info`, `dmo-ros bag video` and `dmo-ros bag repair`, run as a user runs them."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -9,9 +12,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import recording_child
+import yaml
+from mcap.exceptions import McapError
+from mcap.reader import make_reader
 from play_bags import cdr, image, ros
+from rosbags.rosbag2 import Reader
+from rosbags.rosbag2.errors import ReaderError
 
+from dmo_ros.data.bag_reader import open_bag
 from dmo_ros.data.bag_writer import BagWriter
+from dmo_ros.data.mcap_index import index_mcap
 
 T0 = 1_700_000_000_000_000_000
 MS = 1_000_000
@@ -90,3 +101,118 @@ def test_bad_bag_and_missing_topic_exit_2_with_one_line(bag: Path, tmp_path: Pat
         assert r.returncode == 2, r.stderr
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and problem in lines[0], r.stderr
+
+
+# --- dmo-ros bag repair ------------------------------------------------------------------------
+
+
+def read_with_other_tools(path: Path) -> list[int]:
+    """Log times as rosbags' Reader and Foxglove's seeking MCAP reader (every CRC checked) see
+    them; both must agree with metadata.yaml, file by file and in total."""
+    info = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    with Reader(path) as r:
+        assert r.message_count == info["message_count"]
+        times = [t for _, t, _ in r.messages()]
+    fox = []
+    for entry in info["files"]:
+        with (path / entry["path"]).open("rb") as f:
+            reader = make_reader(f, validate_crcs=True)
+            assert reader.get_summary().statistics.message_count == entry["message_count"]
+            fox += [m.log_time for _, _, m in reader.iter_messages(log_time_order=True)]
+    assert len(times) == info["message_count"] == len(fox)
+    assert sorted(fox) == times
+    return times
+
+
+def test_repair_a_bag_killed_mid_recording(tmp_path: Path) -> None:
+    crashed = tmp_path / "crash"
+    child = recording_child.start(crashed)
+    try:
+        recording_child.wait_on_disk(child, 60)
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=60)
+    mcap = crashed / "crash_0.mcap"
+    # And a crash in the middle of a write: the last message record torn 10 bytes short.
+    last = index_mcap(mcap).chunks[-1]
+    mcap.write_bytes(mcap.read_bytes()[: last.offset + last.compressed_size - 10])
+    before = open_bag(crashed)
+    ids, times = recording_child.frame_ids(before), [t for _, t, _ in before.messages()]
+    assert ids == list(range(len(ids))) and len(ids) >= 59  # only the torn message is gone
+    with pytest.raises(ReaderError, match="magic"):
+        Reader(crashed).open()
+    with mcap.open("rb") as f, pytest.raises(McapError):
+        make_reader(f).get_summary()
+
+    r = dmo_ros("bag", "info", str(crashed))
+    assert r.returncode == 0, r.stderr
+    assert f"run `dmo-ros bag repair {crashed}`" in r.stdout
+
+    original = mcap.read_bytes()
+    r = dmo_ros("bag", "repair", str(crashed), "--out", str(tmp_path / "fixed"))
+    assert r.returncode == 0, r.stderr
+    assert f"closed crash_0.mcap: {len(ids)} messages kept" in r.stdout
+    assert mcap.read_bytes() == original  # --out leaves the crashed bag as it was
+    assert read_with_other_tools(tmp_path / "fixed") == times
+    assert open_bag(tmp_path / "fixed").recovered == []
+
+    r = dmo_ros("bag", "repair", str(crashed))  # in place
+    assert r.returncode == 0, r.stderr
+    assert read_with_other_tools(crashed) == times
+    fixed = open_bag(crashed)
+    assert fixed.recovered == [] and recording_child.frame_ids(fixed) == ids
+    assert fixed.metadata == {"dmo_ros.robot": "flexiv"}
+    (backup,) = crashed.glob("before_repair_*")
+    assert (backup / "crash_0.mcap").read_bytes() == original
+    assert str(backup) in r.stdout
+
+    r = dmo_ros("bag", "repair", str(crashed))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"{crashed}: nothing to repair (every file is closed and " + (
+        "metadata.yaml is exact)"
+    )
+
+
+def test_repair_rewrites_a_stale_or_missing_metadata_yaml(bag: Path, tmp_path: Path) -> None:
+    stale = tmp_path / "stale"
+    shutil.copytree(bag, stale)
+    meta = stale / "metadata.yaml"
+    info = yaml.safe_load(meta.read_text())
+    info["rosbag2_bagfile_information"]["message_count"] = 12  # as of a crash mid-recording
+    info["rosbag2_bagfile_information"]["files"][0]["message_count"] = 12
+    meta.write_text(yaml.safe_dump(info))
+    files = (stale / "session_0.mcap").read_bytes()
+    r = dmo_ros("bag", "repair", str(stale))
+    assert r.returncode == 0, r.stderr
+    assert "metadata.yaml: 40 messages in 1 file(s) (said 12)" in r.stdout
+    assert (stale / "session_0.mcap").read_bytes() == files  # a closed file is not rewritten
+    assert yaml.safe_load(meta.read_text()) == yaml.safe_load((bag / "metadata.yaml").read_text())
+    assert len(read_with_other_tools(stale)) == 40
+
+    meta.unlink()
+    r = dmo_ros("bag", "repair", str(stale))
+    assert r.returncode == 0, r.stderr
+    assert yaml.safe_load(meta.read_text()) == yaml.safe_load((bag / "metadata.yaml").read_text())
+
+
+def test_repair_of_bad_input_is_one_line(bag: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "taken").mkdir()
+    cut = tmp_path / "cut"
+    shutil.copytree(bag, cut)
+    last = index_mcap(cut / "session_0.mcap").chunks[-1]  # no summary: an interrupted file
+    data = (cut / "session_0.mcap").read_bytes()
+    (cut / "session_0.mcap").write_bytes(data[: last.offset + last.compressed_size])
+    for args, problem in (
+        (("bag", "repair", str(tmp_path / "nope")), "no such bag"),
+        (("bag", "repair", str(tmp_path / "empty")), "not a bag"),
+        (("bag", "repair", str(bag / "session_0.mcap")), "give the bag folder"),
+        (("bag", "repair", str(cut), "--out", str(tmp_path / "taken")), "already exists"),
+        (("bag", "repair", str(bag), "--out", str(tmp_path / "taken")), "nothing to repair"),
+    ):
+        r = dmo_ros(*args)
+        lines = (r.stdout + r.stderr).strip().splitlines()
+        assert len(lines) == 1 and problem in lines[0], (args, lines)
+        assert r.returncode == (0 if problem == "nothing to repair" else 2), (args, lines)
+    assert list((tmp_path / "taken").iterdir()) == []
+    assert sorted(p.name for p in cut.iterdir()) == ["metadata.yaml", "session_0.mcap"]

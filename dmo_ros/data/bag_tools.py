@@ -1,4 +1,4 @@
-"""`dmo-ros bag info BAG` and `dmo-ros bag video BAG --out x.mp4`."""
+"""`dmo-ros bag info BAG`, `dmo-ros bag video BAG --out x.mp4`, `dmo-ros bag repair BAG`."""
 
 from __future__ import annotations
 
@@ -68,6 +68,11 @@ def info(args: argparse.Namespace) -> int:
     print(f"bag:       {bag.path}  ({len(bag.files)} file(s), {size / 1e6:.1f} MB)")
     for note in bag.recovered:
         print(f"recovered: {note}")
+    if bag.recovered and bag.path.is_dir():
+        print(
+            f"repair:    run `dmo-ros bag repair {bag.path}` so that ros2 bag, Foxglove and "
+            "rosbags open it too"
+        )
     print(f"start:     {_when(bag.start_ns)}")
     print(f"end:       {_when(bag.end_ns)}")
     print(f"duration:  {duration:.2f} s")
@@ -96,6 +101,16 @@ def info(args: argparse.Namespace) -> int:
         print("gaps:      no camera topic")
     meta = ", ".join(f"{k}={v}" for k, v in sorted(bag.metadata.items())) or "none"
     print(f"metadata:  {meta}")
+    return 0
+
+
+def repair(args: argparse.Namespace) -> int:
+    """`dmo-ros bag repair BAG [--out DIR]`: see `bag_repair`."""
+    from dmo_ros.data.bag_repair import repair as repair_bag
+
+    out = Path(args.out) if args.out else None
+    for line in repair_bag(Path(args.bag), out):
+        print(f"{out or args.bag}: {line}")
     return 0
 
 
