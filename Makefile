@@ -50,9 +50,11 @@ test: venv venv312 lint
 	$(BIN)/python -m pytest
 
 # PRESET=tiny for a look in minutes; cpu (default) trains the world model for about an hour.
+# Each preset keeps its own bags and run (rosbags/demo-<preset>, models/demo-<preset>);
+# --force starts over what of them cannot be reused (another model, robot, a partial bag).
 PRESET ?= cpu
 demo: venv
-	$(BIN)/dmo-ros demo --preset $(PRESET)
+	$(BIN)/dmo-ros demo --preset $(PRESET) --out models/demo-$(PRESET) --force
 
 bench: venv
 	$(BIN)/dmo-ros bench
