@@ -5,7 +5,8 @@ camera (camera/image_raw, 5 Hz), ee_pose and the task ground truth, and owning t
 (`/clock`, `time_scale` times real time; see sim_driver). backend `flexiv`: a Rizon
 through flexivrdk (`FlexivArm`); the fixed camera is the `camera` node's job.
 Subscribes to `ee_delta` (geometry_msgs/PoseStamped: a relative pose per 0.2 s step,
-position.x/y = dx/dy in metres); serves `reset` (sim) and `estop` (latched; real: Stop()).
+position.x/y = dx/dy in metres); serves `reset` (sim: a new scene at the next step, after a
+`reset` event, std_msgs/Header, on the topic of that name) and `estop` (latched; real: Stop()).
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ custom locomotion policy, re-sent at 10 Hz and replaced by one zero twist after
 only to read the sport-mode state for odom (`state_rate` 0: not at all).
 unitree and cmd_vel publish odom at most at `state_rate`, one message per new state sample,
 stamped when the sample arrived; no sample for `STATE_STALE_S` pauses odom with a warning.
-Subscribes to `cmd_vel` (geometry_msgs/TwistStamped: linear.x, linear.y, angular.z).
+Subscribes to `cmd_vel` (geometry_msgs/TwistStamped: linear.x, linear.y, angular.z); serves
+`reset` (sim: a new scene at the next step, after a `reset` event, std_msgs/Header, on the
+topic of that name; the real backends refuse it) and `estop`.
 """
 
 from __future__ import annotations
