@@ -176,7 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--robot", choices=ROBOTS, default="pusht")
     p.add_argument(
-        "--out", default="models/demo", metavar="DIR", help="the run (bags: rosbags/<name>)"
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="the run (default: models/demo-<preset>; bags: rosbags/<name>)",
     )
     p.add_argument(
         "--preset", choices=PRESETS, default="cpu", help="tiny: minutes; cpu: about an hour"
