@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from play_bags import write_play_bag
 from wm_synthetic import sequences
 
@@ -14,13 +15,16 @@ from dmo_ros import cli
 from dmo_ros.data.windows import WindowDataset
 from dmo_ros.errors import UserError
 from dmo_ros.training.checkpoint import load_checkpoint, save_checkpoint
-from dmo_ros.worldmodels.diamond import KIND
+from dmo_ros.training.device import cpu_has_bf16
+from dmo_ros.worldmodels.diamond import KIND, DiamondWorldModel
 from dmo_ros.worldmodels.train import fit, resolve_config
 
 
-def tiny(*sets: str):
-    """The tiny preset at 32x32 (the synthetic data's size), plus overrides."""
-    return resolve_config("pusht.yaml", "tiny", ["task.image_size=32", *sets])
+def tiny(bf16: str, *sets: str):
+    """The tiny preset at 32x32 (the synthetic data's size) with `bf16`, plus overrides."""
+    return resolve_config(
+        "pusht.yaml", "tiny", ["task.image_size=32", f"world_model.train.bf16={bf16}", *sets]
+    )
 
 
 def windows(seed: int = 0, count: int = 3):
@@ -35,10 +39,10 @@ def dmo_ros(capsys, *args: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-def test_tiny_training_lowers_the_validation_loss(tmp_path):
+def test_tiny_training_lowers_the_validation_loss(tmp_path, bf16):
     logged = []
     fit(
-        tiny("world_model.train.steps=60"),
+        tiny(bf16, "world_model.train.steps=60"),
         windows(0),
         windows(1, count=1),
         tmp_path,
@@ -47,18 +51,49 @@ def test_tiny_training_lowers_the_validation_loss(tmp_path):
     )
     first, last = logged[0]["val/loss"], logged[-1]["val/loss"]
     assert last < 0.6 * first, (first, last)
-    assert all(s["train/frames_per_s"] > 0 for s in logged)
+    logs = {"train/loss", "train/grad_norm", "train/lr", "train/frames_per_s", "val/loss"}
+    assert [set(s) for s in logged] == [logs] * 6  # every log_every (10) steps
     ckpts = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert ckpts == ["last.pt", "step_20.pt", "step_40.pt", "step_60.pt"]
     assert list((tmp_path / "tb").iterdir()), "no TensorBoard events"
 
 
-def test_resume_continues_exactly(tmp_path):
-    data = windows(0)
-    fit(tiny("world_model.train.steps=6"), data, None, tmp_path / "straight", device="cpu")
-    fit(tiny("world_model.train.steps=3"), data, None, tmp_path / "resumed", device="cpu")
+@pytest.mark.skipif(
+    not cpu_has_bf16(),
+    reason="no native bf16 on this CPU (AVX-512 BF16 / AMX): training here runs in fp32",
+)
+def test_bf16_training_runs_and_learns_on_a_native_bf16_cpu(tmp_path, monkeypatch):
+    from dmo_ros.worldmodels import train
+
+    used = []
+    real_autocast = train.autocast
+
+    def autocast(device, enabled):
+        used.append(enabled)
+        return real_autocast(device, enabled)
+
+    monkeypatch.setattr(train, "autocast", autocast)
+    logged = []
     fit(
-        tiny("world_model.train.steps=6"),
+        tiny("true", "world_model.train.steps=60"),
+        windows(0),
+        windows(1, count=1),
+        tmp_path,
+        device="cpu",
+        progress=lambda step, total, scalars: logged.append(scalars),
+    )
+    assert used and all(used)  # every forward pass ran under bf16 autocast
+    first, last = logged[0]["val/loss"], logged[-1]["val/loss"]
+    assert last < 0.6 * first, (first, last)
+
+
+def test_resume_continues_exactly(tmp_path, bf16):
+    # Exact under either precision: both runs take the same path, step for step.
+    data = windows(0)
+    fit(tiny(bf16, "world_model.train.steps=6"), data, None, tmp_path / "straight", device="cpu")
+    fit(tiny(bf16, "world_model.train.steps=3"), data, None, tmp_path / "resumed", device="cpu")
+    fit(
+        tiny(bf16, "world_model.train.steps=6"),
         data,
         None,
         tmp_path / "resumed",
@@ -77,17 +112,17 @@ def test_resume_continues_exactly(tmp_path):
     assert torch.equal(a["optimizer"]["state"][0]["exp_avg"], b["optimizer"]["state"][0]["exp_avg"])
 
 
-def test_resume_refuses_another_model_and_overwriting(tmp_path):
+def test_resume_refuses_another_model_and_overwriting(tmp_path, bf16):
     data = windows(0)
-    fit(tiny("world_model.train.steps=2"), data, None, tmp_path, device="cpu")
+    fit(tiny(bf16, "world_model.train.steps=2"), data, None, tmp_path, device="cpu")
     with pytest.raises(UserError, match=r"already holds a trained run"):
-        fit(tiny("world_model.train.steps=2"), data, None, tmp_path, device="cpu")
-    other = tiny("world_model.train.steps=4", "world_model.unet.channels=[8, 32]")
+        fit(tiny(bf16, "world_model.train.steps=2"), data, None, tmp_path, device="cpu")
+    other = tiny(bf16, "world_model.train.steps=4", "world_model.unet.channels=[8, 32]")
     with pytest.raises(
         UserError, match=r"another model \(unet\.channels: \[8, 16\] vs \[8, 32\]\)"
     ):
         fit(other, data, None, tmp_path, resume=True, device="cpu")
-    bigger = tiny("world_model.train.steps=4", "task.image_size=64")
+    bigger = tiny(bf16, "world_model.train.steps=4", "task.image_size=64")
     with pytest.raises(UserError, match=r"image_size: 32 vs 64"):
         fit(bigger, data, None, tmp_path, resume=True, device="cpu")
 
@@ -129,15 +164,17 @@ class Evil:
         return (Path.touch, (Path(self.path),))
 
 
-def test_cli_trains_from_a_bag_and_refuses_bad_input(tmp_path, capsys):
+def test_cli_trains_from_a_bag_and_refuses_bad_input(tmp_path, capsys, bf16):
     bag = write_play_bag(tmp_path / "play", steps=30)
     out = tmp_path / "run"
     code, stdout, stderr = dmo_ros(
         capsys, "train", "world-model", "--bags", str(bag), "--out", str(out), "--device", "cpu",
+        "--preset", "tiny", "--set", f"world_model.train.bf16={bf16}",
         "--set", "world_model.train.steps=4", "--set", "world_model.train.checkpoint_every=2",
     )  # fmt: skip
     assert code == 0, stderr
-    assert (out / "config.yaml").is_file()
+    assert "world model: preset tiny (--preset)" in stdout
+    assert yaml.safe_load((out / "config.yaml").read_text())["preset"] == "tiny"
     ckpts = {p.name for p in (out / "checkpoints").iterdir()}
     assert ckpts == {"last.pt", "step_2.pt", "step_4.pt"}
     assert "world model: 4 steps" in stdout
@@ -158,7 +195,79 @@ def test_cli_trains_from_a_bag_and_refuses_bad_input(tmp_path, capsys):
         assert words in stderr
 
 
-def test_trainer_node_trains_and_publishes_status(tmp_path, ros_context):
+def test_cli_without_preset_trains_the_default_and_says_so(tmp_path, capsys, monkeypatch, bf16):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    bag = write_play_bag(tmp_path / "play", steps=30)
+    out = tmp_path / "run"
+    short = ["--set", "world_model.train.batch_size=2", "--set", f"world_model.train.bf16={bf16}"]
+    code, stdout, stderr = dmo_ros(
+        capsys, "train", "world-model", "--bags", str(bag), "--out", str(out),
+        "--set", "world_model.train.steps=1", *short,
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert "world model: preset cpu (default without CUDA; --preset to choose)" in stdout
+    cpu = resolve_config("pusht.yaml", "cpu").data["world_model"]
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["preset"] == "cpu" and saved["world_model"]["unet"] == cpu["unet"]
+    ckpt = load_checkpoint(out)
+    assert ckpt["model_config"]["unet"]["channels"] == cpu["unet"]["channels"]
+    assert ckpt["config"]["preset"] == "cpu"
+
+    # Resuming without --preset continues the recorded preset, not the machine's default.
+    code, stdout, stderr = dmo_ros(
+        capsys, "train", "world-model", "--out", str(out), "--resume",
+        "--set", "world_model.train.steps=2", *short,
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert f"world model: preset cpu (as recorded in {out / 'config.yaml'})" in stdout
+    assert load_checkpoint(out)["step"] == 2
+
+
+def test_default_preset_follows_the_device(monkeypatch):
+    from dmo_ros.training.device import resolve_preset
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_preset(None) == ("paper", "default with CUDA; --preset to choose")
+    assert resolve_preset(None, "cpu")[0] == "cpu"  # --device cpu on a GPU machine
+    assert resolve_preset("tiny") == ("tiny", "--preset")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_preset(None) == ("cpu", "default without CUDA; --preset to choose")
+    assert resolve_preset("paper", "cpu") == ("paper", "--preset")
+
+
+def test_presets_build_and_grow():
+    sizes = {}
+    for preset in ("tiny", "cpu", "paper"):
+        r = resolve_config("pusht.yaml", preset)
+        model = DiamondWorldModel(r.section.model_config(r.task))
+        sizes[preset] = (sum(p.numel() for p in model.parameters()), r.section.train.steps)
+    assert sizes["tiny"][0] < sizes["cpu"][0] < sizes["paper"][0], sizes
+    assert sizes["tiny"][1] < sizes["cpu"][1] < sizes["paper"][1], sizes
+
+
+def test_trainer_node_preset_parameter(ros_context):
+    from rclpy.parameter import Parameter
+
+    from dmo_ros.nodes.trainer import TrainerNode
+
+    def preset(**params):
+        node = TrainerNode(
+            context=ros_context,
+            parameter_overrides=[Parameter(k, value=v) for k, v in {"out": "x", **params}.items()],
+        )
+        try:
+            return node.args().preset
+        finally:
+            node.destroy_node()
+
+    # auto (the default) and '' leave it to the runner, as the CLI without --preset does.
+    assert preset() is None and preset(preset="auto") is None and preset(preset="") is None
+    assert preset(preset="tiny") == "tiny"
+    with pytest.raises(UserError, match="preset='huge'"):
+        preset(preset="huge")
+
+
+def test_trainer_node_trains_and_publishes_status(tmp_path, ros_context, bf16):
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
@@ -167,7 +276,13 @@ def test_trainer_node_trains_and_publishes_status(tmp_path, ros_context):
     from dmo_ros.nodes.trainer import TrainerNode
 
     bag = write_play_bag(tmp_path / "play", steps=30)
-    params = {"bags": str(bag), "out": str(tmp_path / "run"), "device": "cpu", "preset": "tiny"}
+    params = {
+        "bags": str(bag),
+        "out": str(tmp_path / "run"),
+        "device": "cpu",
+        "preset": "tiny",
+        "set": f"world_model.train.bf16={bf16}",
+    }
     node = TrainerNode(
         context=ros_context,
         parameter_overrides=[Parameter(k, value=v) for k, v in params.items()],

@@ -1,10 +1,10 @@
 """`trainer` node: runs the same training code as `dmo-ros train <what>` and publishes its
 progress as diagnostic_msgs/DiagnosticArray on `trainer/status` (for rqt / `ros2 topic echo`).
 
-Parameters: what, config, preset, bags (space- or comma-separated folders), out, resume,
-device, set (space-separated KEY=VALUE config overrides). The node spins in a background
-thread (parameter services stay up) while the training runs in the main thread; it exits
-when the training ends.
+Parameters: what, config, preset (auto: as `dmo-ros train` without --preset), bags (space- or
+comma-separated folders), out, resume, device, set (space-separated KEY=VALUE config
+overrides). The node spins in a background thread (parameter services stay up) while the
+training runs in the main thread; it exits when the training ends.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 
+from dmo_ros.cli import PRESETS
 from dmo_ros.errors import UserError
 from dmo_ros.nodes.params import declare
 from dmo_ros.nodes.runtime import make_executor
@@ -30,7 +31,12 @@ class TrainerNode(Node):
         super().__init__("trainer", **kwargs)
         self.what = declare(self, "what", "world-model", f"what to train: {', '.join(WHAT)}")
         self.config = declare(self, "config", "pusht.yaml", "task config (name in config/ or path)")
-        self.preset = declare(self, "preset", "tiny", "model/training size: tiny, cpu or paper")
+        self.preset = declare(
+            self,
+            "preset",
+            "auto",
+            "model/training size: tiny, cpu or paper; auto (or ''): paper with CUDA, cpu without",
+        )
         self.bags = declare(self, "bags", "", "play-data bag folders, space- or comma-separated")
         self.out = declare(self, "out", "", "run folder to write (models/<run>)")
         self.resume = declare(self, "resume", False, "continue from <out>/checkpoints/last.pt")
@@ -44,15 +50,15 @@ class TrainerNode(Node):
         """The CLI's arguments for this training, from the parameters (checked)."""
         if self.what not in WHAT:
             raise UserError(f"parameter what={self.what!r}: expected one of {WHAT}")
-        if self.preset not in ("tiny", "cpu", "paper"):
-            raise UserError(f"parameter preset={self.preset!r}: tiny, cpu or paper")
+        if self.preset not in ("", "auto", *PRESETS):
+            raise UserError(f"parameter preset={self.preset!r}: auto, {', '.join(PRESETS)}")
         if not self.out:
             raise UserError("parameter 'out' (the run folder) is not set")
         return argparse.Namespace(
             verb="train",
             what=self.what,
             config=self.config,
-            preset=self.preset,
+            preset=None if self.preset in ("", "auto") else self.preset,  # the CLI's default
             bags=[b for b in re.split(r"[\s,]+", self.bags) if b],
             out=self.out,
             resume=self.resume,

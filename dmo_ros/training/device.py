@@ -1,4 +1,4 @@
-"""Where training runs: device choice and bf16 autocast where the hardware has it."""
+"""Where training runs: device choice, the default preset, and bf16 where the hardware has it."""
 
 from __future__ import annotations
 
@@ -27,6 +27,19 @@ def pick_device(spec: str = "auto") -> torch.device:
     elif device.type != "cpu":
         raise UserError(f"--device: unsupported device type '{device.type}' (use cpu or cuda)")
     return device
+
+
+def resolve_preset(preset: str | None, device_spec: str = "auto") -> tuple[str, str]:
+    """The preset to train and why: as given, else `paper` on CUDA and `cpu` without.
+
+    Every trainer (CLI and trainer node) resolves its preset here, so a run without
+    --preset trains the config's real size for the machine, never the test-sized one.
+    """
+    if preset:
+        return preset, "--preset"
+    if pick_device(device_spec).type == "cuda":
+        return "paper", "default with CUDA; --preset to choose"
+    return "cpu", "default without CUDA; --preset to choose"
 
 
 @cache

@@ -28,7 +28,7 @@ from dmo_ros.errors import UserError
 from dmo_ros.task import TaskConfig
 from dmo_ros.training import distributed
 from dmo_ros.training.checkpoint import config_mismatch, load_checkpoint, save_checkpoint
-from dmo_ros.training.device import autocast, use_bf16
+from dmo_ros.training.device import autocast, resolve_preset, use_bf16
 from dmo_ros.training.ema import EMA
 from dmo_ros.training.logger import Progress, RunLogger
 from dmo_ros.worldmodels.diamond import KIND, DiamondConfig, DiamondWorldModel, frames_to_model
@@ -282,18 +282,25 @@ def load_windows(bags: list[str], resolved: Resolved) -> tuple[Dataset, Dataset 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     bags = list(args.bags)
-    if not bags and args.resume and (out / "config.yaml").is_file():
-        bags = load_yaml(out / "config.yaml").get("data", {}).get("bags", [])
+    previous = load_yaml(out / "config.yaml") if (out / "config.yaml").is_file() else {}
+    if not bags and args.resume:
+        bags = previous.get("data", {}).get("bags", [])
     if not bags:
         raise UserError("--bags: give at least one play-data bag (or a folder of bags)")
     if not args.resume and (out / "checkpoints" / "last.pt").exists():
         raise UserError(f"{out}: already holds a trained run (pass --resume, or another --out)")
-    resolved = resolve_config(args.config, args.preset, getattr(args, "set", []))
+    if args.resume and not args.preset and previous.get("preset"):
+        preset, why = previous["preset"], f"as recorded in {out / 'config.yaml'}"
+    else:
+        preset, why = resolve_preset(args.preset, args.device)
+    main = int(os.environ.get("RANK", "0")) == 0
+    if main:
+        print(f"world model: preset {preset} ({why})", flush=True)
+    resolved = resolve_config(args.config, preset, getattr(args, "set", []))
     train_data, val_data = load_windows(bags, resolved)
     cfg = resolved.section.train
     data_info = {"bags": [str(b) for b in bags], "val_fraction": cfg.val_fraction, "seed": cfg.seed}
-    resolved.data = {"preset": args.preset, **resolved.data, "data": data_info}
-    main = int(os.environ.get("RANK", "0")) == 0
+    resolved.data = {"preset": preset, **resolved.data, "data": data_info}
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(resolved.data, sort_keys=False))
