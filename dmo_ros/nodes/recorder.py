@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import bisect
 import importlib
-import sys
 import threading
 from collections import deque
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import rclpy
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -39,7 +37,7 @@ from rosgraph_msgs.msg import Clock as ClockMessage
 
 from dmo_ros.data.bag_writer import BagWriter, offered_qos, typestore
 from dmo_ros.errors import UserError
-from dmo_ros.nodes.entry import build
+from dmo_ros.nodes.entry import build, run
 from dmo_ros.nodes.params import declare
 from dmo_ros.nodes.runtime import make_executor
 from dmo_ros.task import TaskConfig, load_task
@@ -329,20 +327,14 @@ def spin_alone(node: RecorderNode, stop: threading.Event | None = None) -> None:
 
 
 def main(args: list[str] | None = None) -> int:
-    """`ros2 run dmo_ros recorder`: runs until the bag is closed (duration_s) or SIGINT/SIGTERM."""
-    rclpy.init(args=args)
-    try:
-        node = RecorderNode()
-    except UserError as exc:
-        print(f"recorder: error: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        spin_alone(node)
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0 if node.error is None else 1
+    """`ros2 run dmo_ros recorder`: runs until the bag is closed (duration_s) or a stop signal;
+    1 when the bag could not be written whole (disk full, I/O error)."""
+    return run(
+        RecorderNode,
+        args,
+        until=lambda node: node.finished,
+        exit_code=lambda node: 0 if node.error is None else 1,
+    )
 
 
 if __name__ == "__main__":

@@ -14,12 +14,12 @@ import re
 import sys
 import threading
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 
 from dmo_ros.cli import PRESETS
 from dmo_ros.errors import UserError
+from dmo_ros.nodes import entry
 from dmo_ros.nodes.params import declare
 from dmo_ros.nodes.runtime import make_executor
 
@@ -101,22 +101,29 @@ class TrainerNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """`ros2 run dmo_ros trainer --ros-args -p out:=models/run -p bags:=rosbags/x ...`"""
-    rclpy.init(args=args)
-    node = TrainerNode()
-    executor = make_executor()
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    """`ros2 run dmo_ros trainer --ros-args -p out:=models/run -p bags:=rosbags/x ...`; a stop
+    signal ends the training (130, as the CLI's Ctrl-C), later ones are ignored (entry.py)."""
+    if (code := entry.answer_arguments(TrainerNode, args)) is not None:
+        return code
+    node = None
     try:
-        return node.train()
-    except KeyboardInterrupt:
-        return 130
+        entry.init(args)
+        node = TrainerNode()
+        executor = make_executor()
+        executor.add_node(node)
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinner.start()
+        try:
+            with entry.interruptible():
+                return node.train()
+        except KeyboardInterrupt:
+            return 130
+        finally:
+            entry.ignore_stop_signals()
+            executor.shutdown()
+            spinner.join(timeout=5.0)  # let spin() return before the node goes away
     finally:
-        executor.shutdown()
-        spinner.join(timeout=5.0)  # let spin() return before the node goes away
-        node.destroy_node()
-        rclpy.try_shutdown()
+        entry.shut_down(node)
 
 
 if __name__ == "__main__":
