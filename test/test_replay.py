@@ -1,4 +1,4 @@
-"""Bag replay over real DDS: original spacing, raw CDR republished, path and intent marker;
+"""Bag replay over real DDS: spacing on the clock, raw CDR republished, path and intent marker;
 `dmo-ros replay` end to end and on bad input; the shipped RViz configs."""
 
 import subprocess
@@ -6,7 +6,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 from geometry_msgs.msg import PoseStamped
@@ -16,11 +15,14 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import serialize_message
+from rclpy.time import Time
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool
 from visualization_msgs.msg import Marker
 
 from dmo_ros import cli
+from dmo_ros.data.bag_reader import open_bag
 from dmo_ros.data.bag_writer import BagWriter
 from dmo_ros.nodes.bag_replay import BagReplayNode
 
@@ -58,48 +60,108 @@ def write_bag(path: Path) -> list[int]:
     return times
 
 
-def test_replay_keeps_the_original_spacing_and_publishes_path_and_marker(ros_context, tmp_path):
+def ns(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def wait_for(executor, done, deadline_s: float = 30.0, every=None) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        if every is not None:
+            every()
+        executor.spin_once(timeout_sec=0.005)
+
+
+def test_replay_follows_the_clock_and_stamps_path_and_marker_with_bag_time(ros_context, tmp_path):
+    """Under use_sim_time the test owns /clock: a message may only come once the clock has
+    reached its bag offset / rate, and each must come once it has (no wall-clock timing)."""
     times = write_bag(tmp_path / "bag")
+    bag = open_bag(tmp_path / "bag")
+    rate, c0 = 2.0, 1_000 * 1_000_000_000  # the sim clock starts at 1000 s
+    due = {"image": [], "pose": [], "intent": []}
+    kind = {"/camera/image_raw": "image", "/ee_pose": "pose", "/intent": "intent"}
+    for topic, t, _ in bag.messages():
+        due[kind[topic]].append(c0 + round((t - bag.start_ns) / rate))
+
     listener = Node("listener", context=ros_context)
-    got: dict[str, list] = {"image": [], "path": [], "marker": [], "intent": []}
+    clock = [c0]  # the clock the test has published last
+    got: dict[str, list] = {"image": [], "pose": [], "intent": [], "path": [], "marker": []}
 
     def keep(key):
-        return lambda msg: got[key].append((time.monotonic(), msg))
+        return lambda msg: got[key].append((clock[0], msg))
 
     listener.create_subscription(Image, "camera/image_raw", keep("image"), 10)
+    listener.create_subscription(PoseStamped, "ee_pose", keep("pose"), 10)
+    listener.create_subscription(Bool, "intent", keep("intent"), LATCHED)
     listener.create_subscription(PathMsg, "replay/path", keep("path"), LATCHED)
     listener.create_subscription(Marker, "replay/intent_marker", keep("marker"), LATCHED)
-    listener.create_subscription(Bool, "intent", keep("intent"), LATCHED)
-    params = [Parameter("bag", value=str(tmp_path / "bag")), Parameter("start_delay_s", value=1.0)]
-    replay = BagReplayNode(context=ros_context, parameter_overrides=params)
+    clock_pub = listener.create_publisher(Clock, "/clock", 10)
+
+    def tick() -> None:
+        clock_pub.publish(Clock(clock=Time(nanoseconds=clock[0]).to_msg()))
+
+    params = {"bag": str(tmp_path / "bag"), "rate": rate, "start_delay_s": 0.5}
+    replay = BagReplayNode(
+        context=ros_context,
+        parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]
+        + [Parameter("use_sim_time", value=True)],
+    )
     executor = SingleThreadedExecutor(context=ros_context)
     for node in (listener, replay):
         executor.add_node(node)
-    deadline = time.monotonic() + 15
-    while not replay.done and time.monotonic() < deadline:
-        executor.spin_once(timeout_sec=0.005)
-    end = time.monotonic() + 0.5
-    while time.monotonic() < end:
-        executor.spin_once(timeout_sec=0.005)
-    replay.destroy_node()
-    listener.destroy_node()
+    try:
+        # The clock stands at c0 until the first message (the intent, at offset 0) is out.
+        wait_for(executor, lambda: got["intent"], every=tick)
 
-    assert replay.done
+        def arrived() -> int:
+            return sum(len(got[k]) for k in due)
+
+        halfway = sorted(d for ds in due.values() for d in ds)[12]
+        while not replay.done:
+            clock[0] += 10_000_000  # 10 ms of sim time per step
+            tick()
+            expected = sum(d <= clock[0] for ds in due.values() for d in ds)
+            wait_for(executor, lambda expected=expected: arrived() >= expected)
+            if halfway <= clock[0] < halfway + 10_000_000:
+                # The clock stands still for a second of wall time: nothing more may come
+                # (a replay paced by the wall clock would run on through the bag).
+                hold = time.monotonic() + 1.0
+                wait_for(executor, lambda hold=hold: time.monotonic() > hold, every=tick)
+            assert arrived() == expected, "a message came before its time"
+        # Path and marker come after the pose they show: wait for the last pose's.
+        last_pose = times[-1] + 1000
+        wait_for(executor, lambda: got["path"] and ns(got["path"][-1][1].header.stamp) == last_pose)
+        wait_for(
+            executor,
+            lambda: got["marker"] and ns(got["marker"][-1][1].header.stamp) == last_pose,
+        )
+    finally:
+        replay.destroy_node()
+        listener.destroy_node()
+
+    for key, dues in due.items():
+        assert len(got[key]) == len(dues), key
+        for (at, _), d in zip(got[key], dues):
+            assert d <= at, (key, d, at)  # never published before the clock reached its time
     frames = [msg for _, msg in got["image"]]
     assert [m.header.frame_id for m in frames] == [f"f{i}" for i in range(len(times))]
     assert bytes(frames[3].data) == bytes([3] * 48)
-    arrived = np.diff([t for t, _ in got["image"]])
-    expected = np.diff(times) / 1e9
-    assert np.median(np.abs(arrived - expected)) < 0.02, (arrived, expected)
-    assert np.max(np.abs(arrived - expected)) < 0.1, (arrived, expected)
-
     assert [m.data for _, m in got["intent"]] == [False, True]
+
+    pose_times = [t + 1000 for t in times]  # each ee_pose is logged 1 us after its image
+    kept, last = [], None
+    for t in pose_times:  # the path keeps one pose per 0.1 s of bag time
+        if last is None or t - last >= 100_000_000:
+            kept.append(t)
+            last = t
     path = got["path"][-1][1]
     assert path.header.frame_id == "world"
-    assert len(path.poses) == len(times) - 1  # thinned to 0.1 s: the pose 50 ms after one is out
+    assert [ns(p.header.stamp) for p in path.poses] == kept  # bag times, not zero, not now
+    assert ns(path.header.stamp) == kept[-1] == pose_times[-1]
     assert path.poses[-1].pose.position.x == pytest.approx(0.1 + 0.01 * (len(times) - 1))
     marker = got["marker"][-1][1]
-    assert marker.header.frame_id == "world"
+    assert marker.header.frame_id == "world" and ns(marker.header.stamp) == kept[-1]
     assert marker.color.g > 0.8 and marker.color.r < 0.5  # green: intent on at the end
     assert marker.pose.position.x == pytest.approx(path.poses[-1].pose.position.x)
 

@@ -7,25 +7,33 @@ Publishes every message of a bag on its topic with the original spacing (divided
 
 mode 'all' publishes the bag and the path/marker; mode 'viz' publishes only the path and
 marker (replay.launch.py runs `ros2 bag play` beside it for the bag's own topics).
+
+The spacing is kept on a steady clock, or on /clock under `use_sim_time` (a replay can then
+be stepped, and its timing checked, from sim time). Path and marker carry the bag time of the
+newest pose: the time the replayed messages were recorded at and the one `ros2 bag play
+--clock` puts on /clock, so they line up with the bag in RViz; the node clock would put today's
+time beside poses from another day.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import threading
-import time
 from typing import Any
 
 import rclpy
 from geometry_msgs.msg import Pose, PoseStamped
 from nav_msgs.msg import Path
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
+from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
 from dmo_ros.data.bag_reader import Bag, open_bag
 from dmo_ros.errors import UserError
+from dmo_ros.nodes import entry
 from dmo_ros.nodes.entry import build
 from dmo_ros.nodes.params import declare
 from dmo_ros.nodes.recorder import message_class
@@ -33,6 +41,7 @@ from dmo_ros.nodes.runtime import destroy, spin
 from dmo_ros.task import task_for_robot
 
 PATH_PERIOD_NS = 100_000_000  # one path pose per 0.1 s of bag time is plenty for RViz
+POLL_S = 0.02  # how often a sim clock is read while waiting for a message's time
 LATCHED_QOS = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
@@ -80,7 +89,12 @@ class BagReplayNode(Node):
         self._path = Path()
         self._last_path_ns = -PATH_PERIOD_NS
         self._pose: Pose | None = None
-        self._frame = ""
+        self._header = Header()  # frame and bag time of the newest pose
+        self._clock = (
+            self.get_clock()
+            if self.get_parameter("use_sim_time").value
+            else Clock(clock_type=ClockType.STEADY_TIME)
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._play, args=(delay,), daemon=True)
         self._thread.start()
@@ -107,12 +121,26 @@ class BagReplayNode(Node):
             self._last_path_ns = -PATH_PERIOD_NS
         self.done = True
 
+    def _clock_start(self) -> int | None:
+        """The clock's reading once it runs (sim time: from the first /clock); None: stopped."""
+        while not (now := self._clock.now().nanoseconds):
+            if self._stop.wait(POLL_S):
+                return None
+        return now
+
+    def _wait_until(self, due_ns: int) -> bool:
+        """Wait until the clock reads `due_ns`; False once stopped."""
+        while (left := due_ns - self._clock.now().nanoseconds) > 0:
+            if self._stop.wait(min(left * 1e-9, POLL_S)):
+                return False
+        return not self._stop.is_set()
+
     def _play_once(self) -> None:
         start_ns = self.bag.start_ns
-        t0 = time.monotonic()
+        if (t0 := self._clock_start()) is None:
+            return
         for topic, t_ns, data in self.bag.messages():
-            due = t0 + (t_ns - start_ns) * 1e-9 / self.rate
-            if self._stop.wait(max(0.0, due - time.monotonic())):
+            if not self._wait_until(t0 + round((t_ns - start_ns) / self.rate)):
                 return
             if topic in self._pubs:
                 self._pubs[topic].publish(data)
@@ -133,12 +161,12 @@ class BagReplayNode(Node):
         q = pose.orientation
         self._pose.orientation.x, self._pose.orientation.y = q.x, q.y
         self._pose.orientation.z, self._pose.orientation.w = q.z, q.w
-        self._frame = msg.header.frame_id
+        self._header = Header(frame_id=msg.header.frame_id, stamp=Time(nanoseconds=t_ns).to_msg())
         if t_ns - self._last_path_ns < PATH_PERIOD_NS:
             return
         self._last_path_ns = t_ns
-        self._path.header.frame_id = self._frame
-        self._path.poses.append(PoseStamped(header=self._path.header, pose=self._pose))
+        self._path.header = self._header
+        self._path.poses.append(PoseStamped(header=self._header, pose=self._pose))
         self._path_pub.publish(self._path)
         self._publish_marker()
 
@@ -146,7 +174,7 @@ class BagReplayNode(Node):
         if self._pose is None:
             return
         m = Marker(ns="intent", id=0, type=Marker.SPHERE, action=Marker.ADD, pose=self._pose)
-        m.header.frame_id = self._frame
+        m.header = self._header
         m.scale.x = m.scale.y = m.scale.z = self._marker_size
         m.color.a = 0.8
         if self.intent:
@@ -197,20 +225,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(args: list[str] | None = None) -> int:
-    """`ros2 run dmo_ros bag_replay`: runs until the bag ends or SIGINT/SIGTERM."""
-    rclpy.init(args=args)
-    try:
-        node = BagReplayNode()
-    except UserError as exc:
-        print(f"bag_replay: error: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        spin([node], until=lambda: node.done)
-    finally:
-        destroy([node])
-        rclpy.try_shutdown()
-    return 0
+    """`ros2 run dmo_ros bag_replay`: runs until the bag ends or a stop signal."""
+    return entry.run(BagReplayNode, args, until=lambda node: node.done)
 
 
 if __name__ == "__main__":
