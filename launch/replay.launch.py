@@ -6,11 +6,14 @@
 `ros2 bag play` publishes the bag's own topics (camera, actions, state, intent, ...);
 `bag_replay` in mode 'viz' reads the same bag with the same timing and publishes only the
 robot path (`replay/path`, nav_msgs/Path) and the intent marker (`replay/intent_marker`).
-RViz opens the Push-T or push-cube view; robot:=auto picks it from the bag's metadata.
+RViz opens the Push-T or push-cube view; robot:=auto picks it from the bag's metadata. Where
+RViz is not installed, the launch says so in one line and replays without it.
 Without a ROS install, `dmo-ros replay BAG` does both jobs in one process (mode 'all').
 """
 
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
+import os
+
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
@@ -32,6 +35,18 @@ def _bag_robot(bag: str) -> str:
         return (info.get("custom_data") or {}).get("dmo_ros.robot", "flexiv")
     except (OSError, KeyError, TypeError, yaml.YAMLError):
         return "flexiv"  # not one of ours, or cut short: the Push-T view shows the camera too
+
+
+def _installed(package: str) -> bool:
+    """Whether the ament index has `package`: where launch_ros looks a Node's executable up,
+    so a package it lacks would abort the whole launch ("package 'rviz2' not found")."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
+    try:
+        get_package_prefix(package)
+        return True
+    except (PackageNotFoundError, OSError):  # OSError: no AMENT_PREFIX_PATH at all
+        return False
 
 
 def _actions(context):
@@ -66,9 +81,14 @@ def _actions(context):
             ],
         ),
     ]
-    if _true(LaunchConfiguration("rviz").perform(context)):
-        actions.append(Node(package="rviz2", executable="rviz2", arguments=["-d", rviz_config]))
-    return actions
+    if not _true(LaunchConfiguration("rviz").perform(context)):
+        return actions
+    if not _installed("rviz2"):
+        missing = "RViz is not installed (no package 'rviz2'): replaying without it"
+        distro = os.environ.get("ROS_DISTRO", "<distro>")
+        hint = f"apt install ros-{distro}-rviz2 for the view; rviz:=false to not ask"
+        return [*actions, LogInfo(msg=f"{missing} ({hint})")]
+    return [*actions, Node(package="rviz2", executable="rviz2", arguments=["-d", rviz_config])]
 
 
 def generate_launch_description() -> LaunchDescription:
