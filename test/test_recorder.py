@@ -14,7 +14,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
-from std_msgs.msg import Bool, Empty
+from std_msgs.msg import Bool, Empty, Header
 
 from dmo_ros.data.bag_reader import open_bag
 from dmo_ros.errors import UserError
@@ -47,6 +47,7 @@ class Talker:
         self.state = n.create_publisher(PoseStamped, "ee_pose", qos_profile_sensor_data)
         self.intent = n.create_publisher(Bool, "intent", LATCHED)
         self.milestone = n.create_publisher(Empty, "milestone", 10)
+        self.reset = n.create_publisher(Header, "reset", 10)  # a sim driver's new scene
         self.sent = 0
         self.sent_at: list[int] = []  # system time just before each image was published
 
@@ -61,6 +62,8 @@ class Talker:
         self.state.publish(pose)
         if i == 3:
             self.milestone.publish(Empty())
+        if i == 5:
+            self.reset.publish(Header(frame_id="world"))
         self.sent += 1
 
 
@@ -101,6 +104,7 @@ def test_records_every_task_topic_and_the_latched_intent(ros_context, tmp_path):
     assert topics["/ee_delta"] == n
     assert topics["/ee_pose"] == n
     assert topics["/milestone"] == 1
+    assert topics["/reset"] == 1  # recorded by default, as the launch's parameter file lists it
     assert topics["/intent"] == 1
     assert bag.topics["/ee_delta"][0] == "geometry_msgs/msg/PoseStamped"
     info = yaml.safe_load((tmp_path / "bag" / "metadata.yaml").read_text())

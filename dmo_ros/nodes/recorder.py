@@ -47,13 +47,15 @@ from dmo_ros.task import TaskConfig, load_task
 SMALL_TOPICS_BYTES_PER_S = 50_000
 UNBOUNDED_PLAN_S = 600.0  # a recording with no duration is planned as ten minutes
 
-# Ground-truth status the simulated drivers publish; recorded only when it shows up.
+# Ground-truth status and scene resets the simulated drivers publish (as config/*_nodes.yaml
+# lists them); each is recorded only once it shows up.
 STATUS_TOPICS = [
     "task/coverage:std_msgs/msg/Float32",
     "task/success:std_msgs/msg/Bool",
     "task/contact:std_msgs/msg/Bool",
     "task/object_pose:geometry_msgs/msg/PoseStamped",
     "task/goal_pose:geometry_msgs/msg/PoseStamped",
+    "reset:std_msgs/msg/Header",
 ]
 
 DISCOVERY_PERIOD_S = 0.2
