@@ -78,6 +78,13 @@ def spin_for(executor, seconds: float, every=None, period: float = 0.1) -> None:
         executor.spin_once(timeout_sec=0.01)
 
 
+def spin_until(executor, done, deadline_s: float = 60.0) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        executor.spin_once(timeout_sec=0.01)
+
+
 def test_records_every_task_topic_and_the_latched_intent(ros_context, tmp_path):
     talker = Talker(ros_context)
     talker.intent.publish(Bool(data=True))  # before the recorder exists: latched delivery
@@ -85,9 +92,13 @@ def test_records_every_task_topic_and_the_latched_intent(ros_context, tmp_path):
     executor = SingleThreadedExecutor(context=ros_context)
     for node in (talker.node, rec):
         executor.add_node(node)
-    spin_for(executor, 1.0)  # discovery
+    publishers = [talker.image, talker.action, talker.state, talker.milestone, talker.reset]
+    spin_until(executor, lambda: all(p.get_subscription_count() for p in publishers))
     spin_for(executor, 2.0, every=talker.publish)
-    spin_for(executor, 0.3)
+    n = talker.sent
+    expected = {"/camera/image_raw": n, "/ee_delta": n, "/ee_pose": n}
+    expected |= {"/milestone": 1, "/reset": 1, "/intent": 1}
+    spin_until(executor, lambda: all(rec.counts.get(t) == k for t, k in expected.items()))
     closed_at = time.time_ns()
     rec.destroy_node()
     talker.node.destroy_node()
@@ -99,7 +110,6 @@ def test_records_every_task_topic_and_the_latched_intent(ros_context, tmp_path):
     assert bag.metadata["dmo_ros.sim"] == "true"
     assert bag.metadata["dmo_ros.camera"] == "sim 64x64"
     topics = {t: n for t, (_, n) in bag.topics.items()}
-    n = talker.sent
     assert topics["/camera/image_raw"] == n
     assert topics["/ee_delta"] == n
     assert topics["/ee_pose"] == n
@@ -151,7 +161,7 @@ def test_duration_closes_the_bag_and_splits_by_duration(ros_context, tmp_path):
     for node in (talker.node, rec):
         executor.add_node(node)
     spin_for(executor, 1.0)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     i = 0
     while not rec.finished and time.monotonic() < deadline:
         talker.publish(i)
