@@ -244,11 +244,19 @@ def test_ctrl_c_while_closing_still_closes_the_bag(tmp_path: Path, monkeypatch) 
     def slow_close(self, metadata):  # holds the writer thread until the signal was handled
         closing.set()
         assert delivered.wait(60)
+        time.sleep(0.3)  # and a while longer: a close() that returned early reads a stale bag
         real_close(self, metadata)
 
-    def on_sigint(*_):
-        delivered.set()
-        raise KeyboardInterrupt
+    def on_sigint(*_):  # Python's default handler, once: later signals change nothing
+        if not delivered.is_set():
+            delivered.set()
+            raise KeyboardInterrupt
+
+    def interrupt() -> None:
+        # Again until handled: one that lands just before the main thread blocks waits there.
+        assert closing.wait(60)
+        while not delivered.wait(0.05):
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
     monkeypatch.setattr(McapFileWriter, "close", slow_close)
     previous = signal.signal(signal.SIGINT, on_sigint)
@@ -257,12 +265,7 @@ def test_ctrl_c_while_closing_still_closes_the_bag(tmp_path: Path, monkeypatch) 
         w.add_topic("n", "std_msgs/msg/Int32")
         for i in range(50):
             w.write("n", 10**9 + i, cdr(ros("std_msgs/msg/Int32")(i), "std_msgs/msg/Int32"))
-        interrupter = threading.Thread(
-            target=lambda: (
-                closing.wait(60)
-                and signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-            )
-        )
+        interrupter = threading.Thread(target=interrupt)
         interrupter.start()
         with pytest.raises(KeyboardInterrupt):
             w.close()

@@ -209,19 +209,16 @@ class BagWriter:
 
     def close(self) -> None:
         """Flush everything, write each file's summary and the final metadata.yaml."""
-        with self._cond:
-            if self._closing:
-                already = True
-            else:
-                already, self._closing = False, True
-                self._cond.notify_all()
         interrupted = None
-        while not already and not self._done.is_set():
+        while not self._done.is_set():
             # A Ctrl-C here must not leave the files ahead of metadata.yaml (the writer thread,
             # a daemon, dies with the process): finish closing, then pass the interrupt on.
             # An Event, not Thread.join: Python 3.11 takes an interrupted join's thread for
             # finished.
             try:
+                with self._cond:
+                    self._closing = True
+                    self._cond.notify_all()
                 self._done.wait()
             except KeyboardInterrupt as exc:
                 interrupted = exc
