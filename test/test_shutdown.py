@@ -9,6 +9,7 @@ leaves a bag that `dmo-ros bag repair` closes.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -49,14 +50,28 @@ raise SystemExit(entry.run(Held, ["held"]))
 """
 
 
-def expect_line(proc: subprocess.Popen, text: str, deadline_s: float = 60.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        assert line, f"the process ended before printing {text!r}"
-        if line.strip() == text:
-            return
-    raise AssertionError(f"no {text!r} by the deadline")
+class Lines:
+    """A child's stdout, line by line, read with a deadline (never a blocking readline)."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.fd, self.buf, self.seen = proc.stdout.fileno(), b"", []
+
+    def expect(self, text: str, poke=None, deadline_s: float = 60.0) -> None:
+        """Until the line `text`; `poke()` every 50 ms meanwhile (e.g. Ctrl-C again)."""
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            while b"\n" in self.buf:
+                line, self.buf = self.buf.split(b"\n", 1)
+                self.seen.append(line.decode().strip())
+                if self.seen[-1] == text:
+                    return
+            if select.select([self.fd], [], [], 0.05)[0]:
+                chunk = os.read(self.fd, 4096)
+                assert chunk, f"the process ended before printing {text!r}: {self.seen}"
+                self.buf += chunk
+            elif poke is not None:
+                poke()
+        raise AssertionError(f"no {text!r} by the deadline: {self.seen}")
 
 
 def assert_clean_exit(proc: subprocess.Popen, stderr: str) -> None:
@@ -73,21 +88,24 @@ def test_signals_during_destroy_node_are_ignored(phase, python):
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
+        bufsize=0,
     )
     try:
-        expect_line(proc, "spinning" if phase == "spin" else "building")
-        proc.send_signal(signal.SIGINT)  # building: interrupts the build, which cleans up
-        expect_line(proc, "destroying")
+        out = Lines(proc)
+        out.expect("spinning" if phase == "spin" else "building")
+        # Ctrl-C, again until it shows (one that lands just before the child blocks on stdin
+        # would only be handled once the read returns).
+        out.expect("destroying", poke=lambda: proc.send_signal(signal.SIGINT))
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             proc.send_signal(s)  # the process is inside destroy_node, waiting on stdin
         assert proc.poll() is None
-        out, err = proc.communicate("\n", timeout=60)
+        rest, err = proc.communicate(b"\n", timeout=60)
     finally:
         proc.kill()
-    assert "destroyed" in out.split()
-    assert "spinning" not in out.split() or phase == "spin"  # a stopped build goes no further
-    assert_clean_exit(proc, err)
+    lines = out.seen + (out.buf + rest).decode().split()
+    assert "destroyed" in lines
+    assert phase == "spin" or "spinning" not in lines  # a stopped build goes no further
+    assert_clean_exit(proc, err.decode())
 
 
 def start(cmd: list[str], log: Path) -> subprocess.Popen:
