@@ -30,7 +30,11 @@ def generate_launch_description() -> LaunchDescription:
             ),
             description="task config file (Push-T by default)",
         ),
-        DeclareLaunchArgument("preset", default_value="cpu", description="tiny | cpu | paper"),
+        DeclareLaunchArgument(
+            "preset",
+            default_value="auto",
+            description="tiny | cpu | paper | auto (paper with CUDA)",
+        ),
         DeclareLaunchArgument("bags", description="play-data bag folders (space-separated)"),
         DeclareLaunchArgument("out", description="run folder to write, e.g. models/pusht_wm"),
         DeclareLaunchArgument("resume", default_value="false", description="continue a run"),
