@@ -53,7 +53,9 @@ class _StopSignals:
         if threading.current_thread() is not threading.main_thread():
             return  # signal handlers can only be set from the main thread
         for s in STOP_SIGNALS:
-            if signal.getsignal(s) is not signal.SIG_IGN:  # e.g. SIGHUP under nohup stays off
+            # SIGHUP ignored (nohup) stays ignored; SIGINT is taken over even when ignored, as
+            # rclpy does: a script's `node &` starts with SIGINT ignored.
+            if s != signal.SIGHUP or signal.getsignal(s) is not signal.SIG_IGN:
                 signal.signal(s, self._handle)
                 self.handled.append(s)
 
