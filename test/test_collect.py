@@ -290,6 +290,7 @@ def _launch_stubs(monkeypatch):
             "DeclareLaunchArgument",
             "EmitEvent",
             "ExecuteProcess",
+            "LogInfo",
             "OpaqueFunction",
             "RegisterEventHandler",
         ],
@@ -389,6 +390,10 @@ def test_replay_launch_plays_the_bag_and_picks_the_view_from_it(monkeypatch, tmp
     with BagWriter(tmp_path / "bag", metadata={"dmo_ros.robot": "go2"}):
         pass
     _launch_stubs(monkeypatch)
+    index = tmp_path / "prefix" / "share" / "ament_index" / "resource_index" / "packages"
+    index.mkdir(parents=True)
+    (index / "rviz2").touch()  # an install with RViz (test_replay_launch.py: one without)
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path / "prefix"))
     actions = _run_launch("replay.launch.py", {"bag": str(tmp_path / "bag"), "loop": "true"})
     (play,) = [a for a in actions if type(a).__name__ == "ExecuteProcess"]
     assert play.kwargs["cmd"] == [

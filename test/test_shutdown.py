@@ -226,3 +226,21 @@ def test_driver_survives_a_storm_of_stop_signals(driver):
     assert proc.poll() is None
     storm(proc)
     assert_clean_exit(proc, log.read_text())
+
+
+def test_collect_survives_a_storm_of_stop_signals(tmp_path):
+    """`dmo-ros collect` (all nodes in one process): stopped early, the bag is whole."""
+    bag = tmp_path / "bag"
+    log = tmp_path / "collect.log"
+    cmd = [sys.executable, "-m", "dmo_ros.cli", "collect", "--robot", "pusht", "--sim"]
+    proc = start([*cmd, "--duration", "600", "--time-scale", "4", "--out", str(bag)], log)
+    try:
+        wait_recording(bag, proc)
+        sent = storm(proc)
+    finally:
+        proc.kill()
+    output = log.read_text()
+    assert_clean_exit(proc, output)
+    assert sent > 1 and f"bag: {bag}" in output  # it said what it kept
+    found = counts_agree(bag)
+    assert found["/camera/image_raw"] > 0 and found["/ee_delta"] > 0

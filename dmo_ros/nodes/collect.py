@@ -82,6 +82,11 @@ def run(args: argparse.Namespace) -> int:
     domain = use_local_dds()  # before rclpy initialises DDS
     import rclpy
 
+    from dmo_ros.nodes.entry import (
+        ignore_stop_signals,
+        init,
+        interruptible,
+    )
     from dmo_ros.nodes.intent_button import IntentButtonNode
     from dmo_ros.nodes.recorder import RecorderNode, spin_alone
     from dmo_ros.nodes.runtime import destroy, parameter_overrides, spin
@@ -90,69 +95,72 @@ def run(args: argparse.Namespace) -> int:
         # A sim run is on the driver's clock, every node of it (timers, stamps, the bag).
         return parameter_overrides(params, name, use_sim_time=bool(args.sim), **values)
 
-    rclpy.init()
+    init(None)  # the nodes' stop signals (entry.py)
     nodes: list = []
     recorder = auto = None
     stop = threading.Event()
     recording = threading.Thread(target=lambda: spin_alone(recorder, stop), daemon=True)
     try:
-        size = float(driver_params.get("image_size", task.image_size))
-        sim_camera = [size, size, 1.0 / task.control_period]  # the sim camera runs at 5 Hz
-        driver_cls = getattr(importlib.import_module(module), cls_name)
-        backend = "sim" if args.sim else real_backend
-        time_scale = float(args.time_scale) if args.sim else None
-        nodes.append(
-            driver_cls(
+        with interruptible():  # Ctrl-C while the nodes start (a robot that does not answer)
+            size = float(driver_params.get("image_size", task.image_size))
+            sim_camera = [size, size, 1.0 / task.control_period]  # the sim camera runs at 5 Hz
+            driver_cls = getattr(importlib.import_module(module), cls_name)
+            backend = "sim" if args.sim else real_backend
+            time_scale = float(args.time_scale) if args.sim else None
+            nodes.append(
+                driver_cls(
+                    parameter_overrides=overrides(
+                        driver_name, backend=backend, seed=args.seed, time_scale=time_scale
+                    )
+                )
+            )
+            if robot == "flexiv" and not args.sim:
+                from dmo_ros.nodes.camera import CameraNode
+
+                nodes.append(CameraNode(parameter_overrides=overrides("camera")))
+            nodes.append(IntentButtonNode(parameter_overrides=overrides("intent_button")))
+            if getattr(args, "view", False):
+                from dmo_ros.nodes.viewer import ViewerNode
+
+                # Spun (and destroyed) on this thread below: HighGUI wants one thread.
+                nodes.append(
+                    ViewerNode(parameter_overrides=overrides("viewer", teleop=args.teleop))
+                )
+            if args.teleop == "auto":
+                from dmo_ros.nodes.auto_play import AutoPlayNode
+
+                auto = AutoPlayNode(parameter_overrides=overrides("auto_play", seed=args.seed))
+                nodes.append(auto)
+            else:
+                from dmo_ros.nodes.teleop import TeleopNode
+
+                nodes.append(TeleopNode(parameter_overrides=overrides("teleop", input=args.teleop)))
+                if args.teleop == "joy":
+                    print(
+                        "joy: reading sensor_msgs/Joy on 'joy'. pip-only has no joy_node: run one "
+                        f"(ros2 run joy joy_node) with ROS_DOMAIN_ID={domain} and "
+                        "ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, or publish Joy there yourself.",
+                        flush=True,
+                    )
+            # Last, so that a node that fails to start leaves no empty bag behind; first in the
+            # list, so that it is destroyed last and closes its bag after the others are gone.
+            recorder = RecorderNode(
                 parameter_overrides=overrides(
-                    driver_name, backend=backend, seed=args.seed, time_scale=time_scale
+                    "recorder",
+                    out=str(out),
+                    duration_s=float(args.duration),
+                    sim=bool(args.sim),
+                    camera_sim=sim_camera,
                 )
             )
-        )
-        if robot == "flexiv" and not args.sim:
-            from dmo_ros.nodes.camera import CameraNode
-
-            nodes.append(CameraNode(parameter_overrides=overrides("camera")))
-        nodes.append(IntentButtonNode(parameter_overrides=overrides("intent_button")))
-        if getattr(args, "view", False):
-            from dmo_ros.nodes.viewer import ViewerNode
-
-            # Spun (and destroyed) on this thread below: HighGUI wants one thread.
-            nodes.append(ViewerNode(parameter_overrides=overrides("viewer", teleop=args.teleop)))
-        if args.teleop == "auto":
-            from dmo_ros.nodes.auto_play import AutoPlayNode
-
-            auto = AutoPlayNode(parameter_overrides=overrides("auto_play", seed=args.seed))
-            nodes.append(auto)
-        else:
-            from dmo_ros.nodes.teleop import TeleopNode
-
-            nodes.append(TeleopNode(parameter_overrides=overrides("teleop", input=args.teleop)))
-            if args.teleop == "joy":
-                print(
-                    "joy: reading sensor_msgs/Joy on 'joy'. pip-only has no joy_node: run one "
-                    f"(ros2 run joy joy_node) with ROS_DOMAIN_ID={domain} and "
-                    "ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, or publish Joy there yourself.",
-                    flush=True,
-                )
-        # Last, so that a node that fails to start leaves no empty bag behind; first in the
-        # list, so that it is destroyed last and closes its bag after the others are gone.
-        recorder = RecorderNode(
-            parameter_overrides=overrides(
-                "recorder",
-                out=str(out),
-                duration_s=float(args.duration),
-                sim=bool(args.sim),
-                camera_sim=sim_camera,
+            nodes.insert(0, recorder)
+            speed = f" at {args.time_scale:g}x real time" if args.sim else ""
+            print(
+                f"recording {args.duration:g} s of {task.name} play data "
+                f"({'sim' if args.sim else 'real'} {robot}{speed}, teleop {args.teleop}) to {out}; "
+                f"ROS_DOMAIN_ID={domain}; Ctrl-C stops early and keeps the bag",
+                flush=True,
             )
-        )
-        nodes.insert(0, recorder)
-        speed = f" at {args.time_scale:g}x real time" if args.sim else ""
-        print(
-            f"recording {args.duration:g} s of {task.name} play data "
-            f"({'sim' if args.sim else 'real'} {robot}{speed}, teleop {args.teleop}) to {out}; "
-            f"ROS_DOMAIN_ID={domain}; Ctrl-C stops early and keeps the bag",
-            flush=True,
-        )
         # The recorder spins on an executor of its own, so that no other node's callbacks
         # delay it (see recorder.spin_alone); the others share one (see runtime.py).
         started = time.monotonic()
@@ -164,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
             spin(nodes[1:], duration=args.duration + STARTUP_S, until=lambda: recorder.finished)
         wall = time.monotonic() - started
     finally:
+        # From here until the process ends nothing interrupts: the recorder closes its bag.
+        ignore_stop_signals()
         stop.set()
         if recording.is_alive():
             recording.join()
