@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import yaml
 from std_srvs.srv import Trigger
+from support import launch_standin
 from support.ros_probe import Probe
 
 from dmo_ros import cli
@@ -265,74 +266,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 # --- the launch files' choices, run against a minimal stand-in for `launch` -----------------
-# (`launch` cannot be installed here; test_launch_files.py checks names statically, this runs
-# the Python in collect_play.launch.py / replay.launch.py for each combination of arguments.)
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-class _Thing:
-    def __init__(self, *args, **kwargs):
-        self.args, self.kwargs = args, kwargs
-
-
-class _Config(_Thing):
-    def perform(self, context):
-        return context[self.args[0]]
-
-
-def _launch_stubs(monkeypatch):
-    import types
-
-    names = {
-        "launch": ["LaunchDescription"],
-        "launch.actions": [
-            "DeclareLaunchArgument",
-            "EmitEvent",
-            "ExecuteProcess",
-            "LogInfo",
-            "OpaqueFunction",
-            "RegisterEventHandler",
-        ],
-        "launch.event_handlers": ["OnProcessExit"],
-        "launch.events": ["Shutdown"],
-        "launch.substitutions": ["PathJoinSubstitution"],
-        "launch_ros": [],
-        "launch_ros.actions": ["Node"],
-        "launch_ros.substitutions": ["FindPackageShare"],
-    }
-    for module, classes in names.items():
-        stub = types.ModuleType(module)
-        for cls in classes:
-            setattr(stub, cls, type(cls, (_Thing,), {}))
-        monkeypatch.setitem(sys.modules, module, stub)
-    sys.modules["launch.substitutions"].LaunchConfiguration = _Config
-
-
-def _run_launch(name: str, context: dict) -> list:
-    import runpy
-
-    description = runpy.run_path(str(ROOT / "launch" / name))["generate_launch_description"]()
-    declared = {
-        a.args[0]: a.kwargs.get("default_value")
-        for a in description.args[0]
-        if type(a).__name__ == "DeclareLaunchArgument"
-    }
-    assert set(context) <= set(declared), set(context) - set(declared)
-    values = {k: v for k, v in declared.items() if v is not None} | context
-    (opaque,) = [a for a in description.args[0] if type(a).__name__ == "OpaqueFunction"]
-    return opaque.kwargs["function"](values)
-
-
-def _nodes(actions) -> dict[str, dict]:
-    out = {}
-    for a in actions:
-        if type(a).__name__ == "Node":
-            params = a.kwargs.get("parameters", [])
-            files = [p.args[0][-1] for p in params if type(p).__name__ == "PathJoinSubstitution"]
-            overrides = {k: v for p in params if isinstance(p, dict) for k, v in p.items()}
-            out[a.kwargs["executable"]] = {"files": files, **overrides, **a.kwargs}
-    return out
+# (support/launch_standin.py: the Python of collect_play.launch.py for each combination)
 
 
 @pytest.mark.parametrize(
@@ -351,11 +285,11 @@ def _nodes(actions) -> dict[str, dict]:
 def test_collect_play_launch_starts_what_collect_composes(
     monkeypatch, robot, sim, teleop, expected
 ):
-    _launch_stubs(monkeypatch)
+    launch_standin.install(monkeypatch)
     context = {"robot": robot, "sim": sim, "teleop": teleop, "robot_sn": "Rizon4-1"}
     context |= {"duration": "30"} | ({"time_scale": "4.0"} if sim == "true" else {})
-    actions = _run_launch("collect_play.launch.py", context)
-    nodes = _nodes(actions)
+    actions = launch_standin.run_launch("collect_play.launch.py", context)
+    nodes = launch_standin.nodes(actions)
     assert set(nodes) == expected
     params = f"{robot}_nodes.yaml"
     for exe in expected - {"joy_node"}:
@@ -377,44 +311,22 @@ def test_collect_play_launch_starts_what_collect_composes(
 
 
 def test_collect_play_launch_refuses_auto_play_on_a_real_robot(monkeypatch):
-    _launch_stubs(monkeypatch)
+    launch_standin.install(monkeypatch)
     with pytest.raises(RuntimeError, match="sim"):
-        _run_launch("collect_play.launch.py", {"sim": "false", "teleop": "auto"})
+        launch_standin.run_launch("collect_play.launch.py", {"sim": "false", "teleop": "auto"})
     with pytest.raises(RuntimeError, match="time_scale:=2 needs sim:=true"):
-        _run_launch("collect_play.launch.py", {"sim": "false", "teleop": "joy", "time_scale": "2"})
-
-
-def test_replay_launch_plays_the_bag_and_picks_the_view_from_it(monkeypatch, tmp_path):
-    from dmo_ros.data.bag_writer import BagWriter
-
-    with BagWriter(tmp_path / "bag", metadata={"dmo_ros.robot": "go2"}):
-        pass
-    _launch_stubs(monkeypatch)
-    index = tmp_path / "prefix" / "share" / "ament_index" / "resource_index" / "packages"
-    index.mkdir(parents=True)
-    (index / "rviz2").touch()  # an install with RViz (test_replay_launch.py: one without)
-    monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path / "prefix"))
-    actions = _run_launch("replay.launch.py", {"bag": str(tmp_path / "bag"), "loop": "true"})
-    (play,) = [a for a in actions if type(a).__name__ == "ExecuteProcess"]
-    assert play.kwargs["cmd"] == [
-        "ros2",
-        "bag",
-        "play",
-        str(tmp_path / "bag"),
-        "--rate",
-        "1.0",
-        "--loop",
-    ]
-    nodes = _nodes(actions)
-    assert nodes["bag_replay"]["mode"] == "viz" and nodes["bag_replay"]["loop"] is True
-    assert nodes["rviz2"]["arguments"][1].args[0][-1] == "push_cube.rviz"
+        launch_standin.run_launch(
+            "collect_play.launch.py", {"sim": "false", "teleop": "joy", "time_scale": "2"}
+        )
 
 
 def test_collect_play_launch_view_opens_the_camera_window(monkeypatch):
-    _launch_stubs(monkeypatch)
+    launch_standin.install(monkeypatch)
     context = {"robot": "go2", "teleop": "keyboard", "view": "true"}
-    nodes = _nodes(_run_launch("collect_play.launch.py", context))
+    nodes = launch_standin.nodes(launch_standin.run_launch("collect_play.launch.py", context))
     viewer = nodes["viewer"]
     assert viewer["files"] == ["go2_nodes.yaml"]  # its layout and size from the robot's file
     assert viewer["teleop"] == "keyboard" and viewer["use_sim_time"] is True
-    assert "viewer" not in _nodes(_run_launch("collect_play.launch.py", {"robot": "go2"}))
+    assert "viewer" not in launch_standin.nodes(
+        launch_standin.run_launch("collect_play.launch.py", {"robot": "go2"})
+    )

@@ -7,70 +7,22 @@ prefix the test builds, as a ROS install's AMENT_PREFIX_PATH would give it.
 
 from __future__ import annotations
 
-import runpy
-import sys
-import types
 from pathlib import Path
 
 import pytest
+from support import launch_standin as standin
+from support.launch_standin import ament_prefix
 
 from dmo_ros.data.bag_writer import BagWriter
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-class _Action:
-    def __init__(self, *args, **kwargs):
-        self.args, self.kwargs = args, kwargs
-
-
-class _Config(_Action):
-    def perform(self, context):
-        return context[self.args[0]]
-
-
-LAUNCH_API = {
-    "launch": ["LaunchDescription"],
-    "launch.actions": ["DeclareLaunchArgument", "ExecuteProcess", "LogInfo", "OpaqueFunction"],
-    "launch.substitutions": ["PathJoinSubstitution"],
-    "launch_ros": [],
-    "launch_ros.actions": ["Node"],
-    "launch_ros.substitutions": ["FindPackageShare"],
-}
 
 
 @pytest.fixture
 def launch_standin(monkeypatch):
-    for module, names in LAUNCH_API.items():
-        stub = types.ModuleType(module)
-        for name in names:
-            setattr(stub, name, type(name, (_Action,), {}))
-        monkeypatch.setitem(sys.modules, module, stub)
-    sys.modules["launch.substitutions"].LaunchConfiguration = _Config
-
-
-def ament_prefix(root: Path, *packages: str) -> Path:
-    """An install prefix whose ament index lists `packages` (what colcon/apt install)."""
-    index = root / "share" / "ament_index" / "resource_index" / "packages"
-    index.mkdir(parents=True)
-    for package in packages:
-        (index / package).write_text("")
-    return root
+    standin.install(monkeypatch)
 
 
 def launch(bag: Path, **arguments: str) -> list:
-    """The actions the launch file's OpaqueFunction returns for these launch arguments."""
-    description = runpy.run_path(str(ROOT / "launch" / "replay.launch.py"))
-    entities = description["generate_launch_description"]().args[0]
-    declared = {
-        a.args[0]: a.kwargs.get("default_value")
-        for a in entities
-        if type(a).__name__ == "DeclareLaunchArgument"
-    }
-    assert set(arguments) <= set(declared)
-    values = {k: v for k, v in declared.items() if v is not None} | {"bag": str(bag)} | arguments
-    (opaque,) = [a for a in entities if type(a).__name__ == "OpaqueFunction"]
-    return opaque.kwargs["function"](values)
+    return standin.run_launch("replay.launch.py", {"bag": str(bag), **arguments})
 
 
 @pytest.fixture
@@ -116,3 +68,13 @@ def test_without_rviz_it_says_so_in_one_line_and_replays(
 def test_rviz_false_asks_for_nothing(launch_standin, bag, tmp_path, monkeypatch):
     monkeypatch.setenv("AMENT_PREFIX_PATH", str(ament_prefix(tmp_path / "ros", "rviz2")))
     assert kinds(launch(bag, rviz="false")) == ["ExecuteProcess", "bag_replay"]
+
+
+def test_loop_and_rate_reach_the_player_and_the_path_publisher(
+    launch_standin, bag, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(ament_prefix(tmp_path / "ros", "rviz2")))
+    actions = launch(bag, loop="true", rate="2.0")
+    assert actions[0].kwargs["cmd"] == ["ros2", "bag", "play", str(bag), "--rate", "2.0", "--loop"]
+    replay = standin.nodes(actions)["bag_replay"]
+    assert (replay["mode"], replay["loop"], replay["rate"]) == ("viz", True, 2.0)
