@@ -1,6 +1,5 @@
 """OpenCVCamera on a video file written here (there is no camera on this machine)."""
 
-
 import cv2
 import numpy as np
 import pytest
