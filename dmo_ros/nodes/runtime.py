@@ -55,14 +55,16 @@ def spin(
     executor = make_executor()
     for node in nodes:
         executor.add_node(node)
-    stop = threading.Event()
+    # A flag, not an Event: a handler runs between any two bytecodes of the main thread, also
+    # inside its own Event.set() under a burst of signals (Event's lock is not reentrant).
+    stopped = [False]
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     if threading.current_thread() is threading.main_thread():
         for s in previous:
-            signal.signal(s, lambda *_: stop.set())
+            signal.signal(s, lambda *_: stopped.__setitem__(0, True))
     deadline = None if duration is None else time.monotonic() + duration
     try:
-        while rclpy.ok() and not stop.is_set():
+        while rclpy.ok() and not stopped[0]:
             executor.spin_once(timeout_sec=0.05)
             if deadline is not None and time.monotonic() >= deadline:
                 break
