@@ -33,7 +33,7 @@ from visualization_msgs.msg import Marker
 
 from dmo_ros.data.bag_reader import Bag, open_bag
 from dmo_ros.errors import UserError
-from dmo_ros.nodes import entry
+from dmo_ros.nodes import entry, stop_signals
 from dmo_ros.nodes.entry import build
 from dmo_ros.nodes.params import declare
 from dmo_ros.nodes.recorder import message_class
@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.rate > 0:
         raise UserError(f"--rate {args.rate}: must be positive")
     domain = use_local_dds()
-    rclpy.init()
+    stop_signals.init(None)
     try:
         node = BagReplayNode(
             parameter_overrides=parameter_overrides(
@@ -216,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             spin([node], until=lambda: node.done)
         finally:
+            stop_signals.ignore()
             published = node.published
             destroy([node])
         print(f"published {published} messages", flush=True)

@@ -82,11 +82,7 @@ def run(args: argparse.Namespace) -> int:
     domain = use_local_dds()  # before rclpy initialises DDS
     import rclpy
 
-    from dmo_ros.nodes.entry import (
-        ignore_stop_signals,
-        init,
-        interruptible,
-    )
+    from dmo_ros.nodes import stop_signals
     from dmo_ros.nodes.intent_button import IntentButtonNode
     from dmo_ros.nodes.recorder import RecorderNode, spin_alone
     from dmo_ros.nodes.runtime import destroy, parameter_overrides, spin
@@ -95,13 +91,14 @@ def run(args: argparse.Namespace) -> int:
         # A sim run is on the driver's clock, every node of it (timers, stamps, the bag).
         return parameter_overrides(params, name, use_sim_time=bool(args.sim), **values)
 
-    init(None)  # the nodes' stop signals (entry.py)
+    stop_signals.init(None)
     nodes: list = []
     recorder = auto = None
     stop = threading.Event()
     recording = threading.Thread(target=lambda: spin_alone(recorder, stop), daemon=True)
     try:
-        with interruptible():  # Ctrl-C while the nodes start (a robot that does not answer)
+        # Ctrl-C while the nodes start (a robot that does not answer) stops the start.
+        with stop_signals.interruptible():
             size = float(driver_params.get("image_size", task.image_size))
             sim_camera = [size, size, 1.0 / task.control_period]  # the sim camera runs at 5 Hz
             driver_cls = getattr(importlib.import_module(module), cls_name)
@@ -173,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         wall = time.monotonic() - started
     finally:
         # From here until the process ends nothing interrupts: the recorder closes its bag.
-        ignore_stop_signals()
+        stop_signals.ignore()
         stop.set()
         if recording.is_alive():
             recording.join()

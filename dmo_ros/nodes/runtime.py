@@ -5,17 +5,15 @@ the launch files pass, spun by the one executor every node of this package runs 
 
 Why single-threaded: rclpy's MultiThreadedExecutor (Kilted, 9.1.2) re-submits a ready callback
 to its thread pool on every pass of its wait loop until a pool thread has started it; with the
-GIL that start takes milliseconds, so the loop spins thousands of times a second. Measured on a
-sim driver with `use_sim_time`: its /clock subscription was dispatched ~1,800 times a second
-for 25 messages, and with a second node spinning in the same process a 2 ms simulator step
-took up to 1 s of wall time. No callback here blocks (hardware reads run on capture threads,
-simulator steps take milliseconds), so one thread serves them all and costs a fraction.
+GIL that start takes milliseconds, so the loop spins. bench/executor_spin.py, a sim driver at
+time_scale 5 and a probe in one process: single-threaded 4 dispatches per /clock message, all
+25 steps/s, slowest step 6-10 ms; multi-threaded 860-1,290 dispatches, 4-7 steps/s, slowest
+step 0.24-0.39 s, 30-50x the CPU per step. No callback here blocks (hardware reads run on
+capture threads, simulator steps take milliseconds), so one thread serves them all.
 """
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -28,6 +26,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from dmo_ros.config import ros_parameters
+from dmo_ros.nodes import stop_signals
 
 DRAIN_S = 0.1  # after spinning, how long callbacks in flight get to finish
 
@@ -51,29 +50,20 @@ def spin(
     duration: float | None = None,
     until: Callable[[], bool] | None = None,
 ) -> None:
-    """Spin `nodes` until `duration` seconds pass, `until()` is true, or SIGINT/SIGTERM."""
+    """Spin `nodes` until `duration` seconds pass, `until()` is true, or a stop signal
+    (stop_signals.init() installs them; rclpy's own handlers end it by shutting rclpy down)."""
     executor = make_executor()
     for node in nodes:
         executor.add_node(node)
-    # A flag, not an Event: a handler runs between any two bytecodes of the main thread, also
-    # inside its own Event.set() under a burst of signals (Event's lock is not reentrant).
-    stopped = [False]
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    if threading.current_thread() is threading.main_thread():
-        for s in previous:
-            signal.signal(s, lambda *_: stopped.__setitem__(0, True))
     deadline = None if duration is None else time.monotonic() + duration
     try:
-        while rclpy.ok() and not stopped[0]:
+        while rclpy.ok() and not stop_signals.received():
             executor.spin_once(timeout_sec=0.05)
             if deadline is not None and time.monotonic() >= deadline:
                 break
             if until is not None and until():
                 break
     finally:
-        if threading.current_thread() is threading.main_thread():
-            for s, handler in previous.items():
-                signal.signal(s, handler)
         for node in nodes:
             executor.remove_node(node)
         # rclpy's shutdown() destroys the executor's guard condition without waiting for the

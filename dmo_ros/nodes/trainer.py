@@ -19,7 +19,7 @@ from rclpy.node import Node
 
 from dmo_ros.cli import PRESETS
 from dmo_ros.errors import UserError
-from dmo_ros.nodes import entry
+from dmo_ros.nodes import entry, stop_signals
 from dmo_ros.nodes.params import declare
 from dmo_ros.nodes.runtime import make_executor
 
@@ -102,24 +102,24 @@ class TrainerNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """`ros2 run dmo_ros trainer --ros-args -p out:=models/run -p bags:=rosbags/x ...`; a stop
-    signal ends the training (130, as the CLI's Ctrl-C), later ones are ignored (entry.py)."""
+    signal ends the training (130, as the CLI's Ctrl-C), later ones are ignored."""
     if (code := entry.answer_arguments(TrainerNode, args)) is not None:
         return code
     node = None
     try:
-        entry.init(args)
+        stop_signals.init(args)
         node = TrainerNode()
         executor = make_executor()
         executor.add_node(node)
         spinner = threading.Thread(target=executor.spin, daemon=True)
         spinner.start()
         try:
-            with entry.interruptible():
+            with stop_signals.interruptible():
                 return node.train()
         except KeyboardInterrupt:
             return 130
         finally:
-            entry.ignore_stop_signals()
+            stop_signals.ignore()
             executor.shutdown()
             spinner.join(timeout=5.0)  # let spin() return before the node goes away
     finally:
