@@ -69,7 +69,7 @@ def measure(variant: str) -> dict:
         "actions": torch.rand(cfg.batch_size, length, r.task.action_dim, generator=g) * 2 - 1,
     }
 
-    def step() -> None:  # the body of train._fit's loop, without data loading and logging
+    def step() -> None:  # the body of training/loop._fit's loop, without data loading and logging
         with autocast(device, bf16):
             loss, _ = model(batch)
         opt.zero_grad(set_to_none=True)

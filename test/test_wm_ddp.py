@@ -41,8 +41,8 @@ def worker(out: str) -> None:
 
 def replay(ranks: list[int]) -> dict[str, torch.Tensor]:
     """The weights after STEPS steps whose gradients are the mean over `ranks`' batches."""
+    from dmo_ros.training.loop import collate, step_seeds
     from dmo_ros.worldmodels.diamond import DiamondWorldModel
-    from dmo_ros.worldmodels.train import collate, step_seeds
 
     resolved, data = setup()
     cfg = resolved.section.train
