@@ -21,11 +21,11 @@ PRESETS = ("tiny", "cpu", "paper")
 RUNNERS: dict[tuple[str, str | None], str | None] = {
     ("collect", None): "dmo_ros.nodes.collect:run",
     ("train", "world-model"): "dmo_ros.worldmodels.train:run",
-    ("train", "reward"): None,
+    ("train", "reward"): "dmo_ros.rewards.train:run",
     ("train", "rssm"): None,
     ("train", "policy"): None,
     ("eval", "world-model"): "dmo_ros.worldmodels.evaluate:run",
-    ("eval", "reward"): None,
+    ("eval", "reward"): "dmo_ros.rewards.evaluate:run",
     ("eval", "policy"): None,
     ("deploy", None): None,
     ("replay", None): "dmo_ros.nodes.bag_replay:run",
@@ -37,10 +37,8 @@ RUNNERS: dict[tuple[str, str | None], str | None] = {
 }
 
 ROADMAP = {
-    ("train", "reward"): "Learned rewards and the local RSSM",
     ("train", "rssm"): "Learned rewards and the local RSSM",
     ("train", "policy"): "DMO-SAPO",
-    ("eval", "reward"): "Learned rewards and the local RSSM",
     ("eval", "policy"): "DMO-SAPO",
     ("deploy", None): "Deployment",
 }

@@ -174,6 +174,23 @@ class PushTTable(gym.Env):
             raise UserError(f"PushTTable: render size {size} is below 8 pixels")
         return self._render(int(size))
 
+    def render_goal(self, ee, size: int | None = None) -> np.ndarray:
+        """The camera image of the task done: the T exactly on its goal pose, the end-effector
+        at rest at `ee` (x, y in metres, clipped to the workspace), drawn as `render_image`
+        draws a scene; the scene itself is left as it was (the ranking reward's goal image)."""
+        if not self._reset_once:
+            self.reset()
+        block, agent = self._block, self._env.agent
+        saved = (block.angle, block.position, agent.position)
+        x, y, theta = (float(v) for v in self._env.goal_pose)
+        xy = np.clip(np.asarray(ee, dtype=np.float64), self.workspace_low, self.workspace_high)
+        block.angle, block.position = theta, (x, y)
+        agent.position = tuple(xy * UNITS_PER_M)
+        try:
+            return self.render_image(self.image_size if size is None else size)
+        finally:
+            block.angle, block.position, agent.position = saved
+
     def ground_truth(self) -> dict:
         """Evaluation-only state: metres / radians in the board frame."""
         b = self._block
