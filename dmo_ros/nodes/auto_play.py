@@ -100,7 +100,7 @@ class AutoPlayNode(Node):
         gt = self.ground_truth()
         if gt is None:
             return  # the driver's first state has not arrived yet
-        action, intent = self._player.act(gt)
+        action, intent, _milestone = self._player.act(gt)
         stamp = self.get_clock().now().to_msg()
         self._intent_pub.publish(Bool(data=bool(intent)))
         self._action_pub.publish(action_message(self.task, np.asarray(action), stamp))
