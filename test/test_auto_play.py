@@ -148,3 +148,54 @@ def test_pusht_workspace_defaults_match_the_table():
         AutoPlay("go2", workspace_low=(0, 0))
     with pytest.raises(UserError, match="unknown robot"):
         AutoPlay("spot")
+
+
+class _Sent:
+    """Stands in for a publisher: keeps what the node publishes."""
+
+    def __init__(self) -> None:
+        self.messages: list = []
+
+    def publish(self, msg) -> None:
+        self.messages.append(msg)
+
+
+def test_node_sees_success_and_presses_the_milestone(ros_context):
+    """The auto_play node's wiring, fed the sim driver's messages step by step (callbacks
+    called directly: deterministic): task/success and task/coverage reach the operator, the
+    success is pressed once on milestone_press with the intent on, and report() counts it."""
+    from builtin_interfaces.msg import Time
+    from std_msgs.msg import Bool, Float32
+
+    from dmo_ros.nodes.auto_play import AutoPlayNode
+    from dmo_ros.nodes.msgs import planar_pose
+
+    node = AutoPlayNode(context=ros_context)
+    node._player = AutoPlay("pusht", seed=0, task_prob=1.0, wander_prob=0.0)
+    node._action_pub, node._intent_pub, node._milestone_pub = _Sent(), _Sent(), _Sent()
+    try:
+        env = PushTTable(seed=0)
+        goal = env.reset()[1]["goal"]
+        _, gt = env.reset(options={"object": goal + np.array([0.006, 0.004, -0.1])})
+        stamp, seen, pressed = Time(), [], []
+        node._on_frame(b"")  # no state yet: nothing is published
+        assert not node._action_pub.messages
+        for _ in range(150):
+            node._on_ee(planar_pose(stamp, "world", *gt["ee"]))
+            node._on_object(planar_pose(stamp, "world", *gt["object"]))
+            node._on_goal(planar_pose(stamp, "world", *gt["goal"]))
+            node._on_success(Bool(data=bool(gt["success"])))
+            node._on_coverage(Float32(data=float(gt["coverage"])))
+            node._on_frame(b"")
+            seen.append(gt["success"])
+            pressed.append(len(node._milestone_pub.messages))
+            delta = node._action_pub.messages[-1].pose.position
+            _, _, _, _, gt = env.step(np.array([delta.x, delta.y]))
+        intent = [m.data for m in node._intent_pub.messages]
+        assert len(node._milestone_pub.messages) == node.milestones == 1
+        at = pressed.index(1)
+        assert seen.index(True) == at and intent[at]  # at the first success, intent on
+        assert intent[at + HOLD_STEPS - 1] and not intent[at + HOLD_STEPS]
+        assert "1 task attempts, 1 succeeded (100%)" in node.report()
+    finally:
+        node.destroy_node()
