@@ -12,7 +12,16 @@ import pytest
 from play_bags import STEP_NS, T0, flexiv_action, frame_colour, go2_action, write_play_bag
 
 from dmo_ros.data.images import fill_image, image_to_array
-from dmo_ros.data.play_data import load_play_data, split_bags, split_sequences
+from dmo_ros.data.play_data import (
+    CACHE_VERSION,
+    MILESTONE_GRACE,
+    PlaySequence,
+    TaskSegment,
+    load_play_data,
+    split_bags,
+    split_sequences,
+    task_segments,
+)
 from dmo_ros.errors import UserError
 from dmo_ros.task import task_for_robot
 
@@ -186,3 +195,134 @@ def test_parallel_loaders_share_one_cache(tmp_path: Path) -> None:
     assert len(results) == 2 and all(len(r) == 30 for r in results)
     assert (np.asarray(results[0].frames) == np.asarray(results[1].frames)).all()
     assert [p.name.split("-")[0] for p in (tmp_path / ".dmo_cache").iterdir()] == ["shared"]
+
+
+def write_task_bag(path: Path, steps: int = 20) -> Path:
+    """A Push-T play bag with the sim driver's ground truth: step k's task/coverage,
+    task/success and task/object_pose logged at its time, before its command and frame (as
+    the driver publishes them); none for steps 0 and 1."""
+    from play_bags import cdr, header, image, ros
+
+    from dmo_ros.data.bag_writer import BagWriter
+
+    meta = {"dmo_ros.robot": "flexiv", "dmo_ros.task": "pusht"}
+    with BagWriter(path, metadata=meta) as w:
+        for topic, msgtype in (
+            ("camera/image_raw", "sensor_msgs/msg/Image"),
+            ("ee_delta", "geometry_msgs/msg/PoseStamped"),
+            ("intent", "std_msgs/msg/Bool"),
+            ("task/coverage", "std_msgs/msg/Float32"),
+            ("task/success", "std_msgs/msg/Bool"),
+            ("task/object_pose", "geometry_msgs/msg/PoseStamped"),
+        ):
+            w.add_topic(topic, msgtype)
+        point, quat = ros("geometry_msgs/msg/Point"), ros("geometry_msgs/msg/Quaternion")
+        pose_stamped, pose = ros("geometry_msgs/msg/PoseStamped"), ros("geometry_msgs/msg/Pose")
+        w.write("intent", T0, cdr(ros("std_msgs/msg/Bool")(True), "std_msgs/msg/Bool"))
+        for k in range(steps):
+            t = T0 + k * STEP_NS
+            if k >= 2:
+                yaw = 0.1 * k
+                obj = pose_stamped(
+                    header(t),
+                    pose(
+                        point(0.1 + 0.01 * k, 0.2, 0.0),
+                        quat(0, 0, np.sin(yaw / 2), np.cos(yaw / 2)),
+                    ),
+                )
+                w.write("task/object_pose", t, cdr(obj, "geometry_msgs/msg/PoseStamped"))
+                cov = ros("std_msgs/msg/Float32")(k / steps)
+                w.write("task/coverage", t, cdr(cov, "std_msgs/msg/Float32"))
+                ok = ros("std_msgs/msg/Bool")(k >= 15)
+                w.write("task/success", t, cdr(ok, "std_msgs/msg/Bool"))
+            delta = pose_stamped(header(t), pose(point(0.01, 0.0, 0.0), quat(0, 0, 0, 1)))
+            w.write("ee_delta", t, cdr(delta, "geometry_msgs/msg/PoseStamped"))
+            w.write("camera/image_raw", t, cdr(image(k, t), "sensor_msgs/msg/Image"))
+    return path
+
+
+def test_ground_truth_arrays_for_evaluation(bags: Path, tmp_path: Path) -> None:
+    assert CACHE_VERSION >= 2
+    (seq,) = load_play_data(write_task_bag(tmp_path / "truth"), PUSHT, cache_dir=tmp_path / "c")
+    k = np.arange(20)
+    assert seq.coverage.dtype == np.float32 and seq.success.dtype == bool
+    assert np.isnan(seq.coverage[:2]).all() and np.isnan(seq.object_pose[:2]).all()
+    np.testing.assert_allclose(seq.coverage[2:], k[2:] / 20, atol=1e-6)
+    assert seq.success.tolist() == (k >= 15).tolist()
+    assert seq.object_pose.shape == (20, 3) and seq.object_pose.dtype == np.float32
+    np.testing.assert_allclose(seq.object_pose[2:, 0], 0.1 + 0.01 * k[2:], atol=1e-6)
+    np.testing.assert_allclose(seq.object_pose[2:, 1], 0.2, atol=1e-6)
+    np.testing.assert_allclose(seq.object_pose[2:, 2], 0.1 * k[2:], atol=1e-5)
+    # they survive slicing and pickling (DataLoader workers), and the cache
+    back = pickle.loads(pickle.dumps(seq.slice(10, 18)))
+    np.testing.assert_array_equal(back.coverage, seq.coverage[10:18])
+    assert back.success.tolist() == seq.success[10:18].tolist()
+    np.testing.assert_array_equal(back.object_pose, seq.object_pose[10:18])
+    (again,) = load_play_data(tmp_path / "truth", PUSHT, cache_dir=tmp_path / "c")
+    np.testing.assert_array_equal(again.coverage, seq.coverage)
+    assert task_segments(seq) == [TaskSegment(0, 20, True)]  # by task/success
+
+    # a bag without them: NaN / False
+    (plain,) = load_play_data(bags / "play", PUSHT, cache_dir=tmp_path)
+    assert np.isnan(plain.coverage).all() and not plain.success.any()
+    assert plain.object_pose.shape == (35, 3) and np.isnan(plain.object_pose).all()
+    # a sequence built by hand gets them too
+    hand = PlaySequence(
+        "x",
+        np.arange(3),
+        np.zeros((3, 1, 1, 3), np.uint8),
+        np.zeros((3, 2)),
+        np.zeros(3, bool),
+        np.zeros(3, bool),
+        np.zeros(3, np.int32),
+    )
+    assert np.isnan(hand.coverage).all() and hand.object_pose.shape == (3, 3)
+
+
+def synthetic(intent: str, segment: str, milestones=(), success=()) -> PlaySequence:
+    """A frameless sequence: intent as a string of 0/1, segment ids as a string of digits."""
+    n = len(intent)
+    flags = lambda at: np.isin(np.arange(n), list(at))  # noqa: E731
+    return PlaySequence(
+        bag="synthetic",
+        t_ns=np.arange(n, dtype=np.int64) * STEP_NS,
+        frames=np.zeros((n, 1, 1, 3), np.uint8),
+        actions=np.zeros((n, 2), np.float32),
+        intent=np.array([c == "1" for c in intent]),
+        milestone=flags(milestones),
+        segment=np.array([int(c) for c in segment], np.int32),
+        success=flags(success),
+    )
+
+
+def test_task_segments() -> None:
+    assert MILESTONE_GRACE == 3
+    intent = "0011100111111000110001110"
+    segment = "0000000000000000000111111"  # a new segment at step 19
+    seq = synthetic(intent, segment, milestones=(9, 18))
+    assert task_segments(seq) == [
+        TaskSegment(2, 5, False),
+        TaskSegment(7, 13, True),  # milestone inside
+        TaskSegment(16, 18, True),  # milestone at 18: just after the end, same segment
+        TaskSegment(21, 24, False),
+    ]
+    # a milestone 3 steps after the end is too late; one in the next segment does not count
+    assert not task_segments(synthetic("0110000", "0000000", milestones=(6,)))[0].succeeded
+    assert task_segments(synthetic("0110000", "0000000", milestones=(5,)))[0].succeeded
+    assert not task_segments(synthetic("0110000", "0001111", milestones=(3,)))[0].succeeded
+    # ... nor one that belongs to the next run
+    got = task_segments(synthetic("01101100", "00000000", milestones=(4,)))
+    assert got == [TaskSegment(1, 3, False), TaskSegment(4, 6, True)]
+    # a run is cut where a segment ends, even with intent on across
+    assert task_segments(synthetic("011111", "000111")) == [
+        TaskSegment(1, 3, False),
+        TaskSegment(3, 6, False),
+    ]
+    # ground truth success inside a run (sim bags)
+    assert task_segments(synthetic("001110", "000000", success=(4,))) == [TaskSegment(2, 5, True)]
+    assert task_segments(synthetic("001110", "000000", success=(5,)))[0].succeeded is False
+    assert task_segments(synthetic("", "")) == []
+    part = seq.slice(7, 20)  # indices are into the sequence given
+    assert task_segments(part)[0] == TaskSegment(0, 6, True)
+    with pytest.raises(AttributeError):
+        task_segments(seq)[0].start = 3  # frozen

@@ -6,6 +6,10 @@ One step per message on the task's action topic (at its log time t):
 * action: the command in [-1, 1] (task.normalize);
 * intent: the latest `intent` Bool at or before t (False before the first);
 * milestone: a `milestone` message logged after the previous step, up to t;
+* coverage, success, object_pose: the simulated drivers' ground truth (`task/coverage`,
+  `task/success`, `task/object_pose`: the latest message at or before t, as intent; NaN,
+  False, NaN where the bag has none). Evaluation only (the rewards' figures, the fidelity
+  of world models): never a training input or target;
 * segment: a new one starts after a gap (> 2.5 control periods between
   commands, or a camera frame older than that), at a `reset` event and at
   the start of each bag. The simulated drivers publish the event (std_msgs/Header,
@@ -13,6 +17,9 @@ One step per message on the task's action topic (at its log time t):
   the new segment: the old scene's last step, whose next frame is the new scene,
   ends the old one, so no window (windows.py) spans the teleport. The split
   files of one bag are one continuous recording: only a time gap cuts them.
+
+Task segments (`task_segments`): the intent spans, (start, end, succeeded), for the rewards
+to sample from.
 
 Cache: per bag and task settings, memory-mapped .npy arrays in
 `<bag>/../.dmo_cache/<bag name>-<key>/` (`~/.cache/dmo_ros/` when that folder is
@@ -26,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import uuid
@@ -41,19 +49,35 @@ from dmo_ros.data.images import image_to_array
 from dmo_ros.errors import UserError
 from dmo_ros.task import TaskConfig, robot_name
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: coverage, success, object_pose
 RESET_TOPIC = "reset"
+COVERAGE_TOPIC, SUCCESS_TOPIC, OBJECT_TOPIC = "task/coverage", "task/success", "task/object_pose"
 GAP_PERIODS = 2.5
+MILESTONE_GRACE = 3  # steps after an intent span whose milestone still counts for it (0.6 s)
 ACTION_FIELDS = {  # action message type -> fields, in the order of the task's action_names
     "geometry_msgs/msg/PoseStamped": ("pose.position.x", "pose.position.y", "pose.position.z"),
     "geometry_msgs/msg/TwistStamped": ("twist.linear.x", "twist.linear.y", "twist.angular.z"),
 }
-_ARRAYS = ("t_ns", "actions", "intent", "milestone", "segment")
+_ARRAYS = ("t_ns", "actions", "intent", "milestone", "segment", "coverage", "success")
+_ARRAYS += ("object_pose",)
+
+
+@dataclass(frozen=True)
+class TaskSegment:
+    """One task attempt (intent span) of a sequence: steps [start, end), end exclusive."""
+
+    start: int
+    end: int
+    succeeded: bool
 
 
 @dataclass
 class PlaySequence:
-    """One bag's control steps; `frames` is memory-mapped from the cache."""
+    """One bag's control steps; `frames` is memory-mapped from the cache.
+
+    `coverage`, `success` and `object_pose` are the simulator's ground truth at each step's
+    frame (see the module docstring): for evaluation only, never for training. Left out when
+    building a sequence by hand, they are NaN / False / NaN."""
 
     bag: str
     t_ns: np.ndarray  # int64 [N]
@@ -64,6 +88,18 @@ class PlaySequence:
     segment: np.ndarray  # int32 [N]
     frames_file: str | None = field(default=None, repr=False)  # the .npy behind `frames`
     frames_start: int = field(default=0, repr=False)
+    coverage: np.ndarray | None = field(default=None, repr=False)  # float32 [N], goal coverage
+    success: np.ndarray | None = field(default=None, repr=False)  # bool [N], task/success
+    object_pose: np.ndarray | None = field(default=None, repr=False)  # float32 [N, 3] x, y, yaw
+
+    def __post_init__(self) -> None:
+        n = len(self.t_ns)
+        if self.coverage is None:
+            self.coverage = np.full(n, np.nan, np.float32)
+        if self.success is None:
+            self.success = np.zeros(n, bool)
+        if self.object_pose is None:
+            self.object_pose = np.full((n, 3), np.nan, np.float32)
 
     def __len__(self) -> int:
         return len(self.t_ns)
@@ -79,6 +115,9 @@ class PlaySequence:
             intent=self.intent[s],
             milestone=self.milestone[s],
             segment=self.segment[s],
+            coverage=self.coverage[s],
+            success=self.success[s],
+            object_pose=self.object_pose[s],
             frames_start=self.frames_start + start,
         )
 
@@ -276,6 +315,13 @@ def _build(b: Bag, task: TaskConfig, out_dir: Path) -> int:
     intent_topic = b.find_topic(task.intent_topic, "std_msgs/msg/Bool")
     milestone_topic = b.find_topic(task.milestone_topic)
     reset_topic = b.find_topic(RESET_TOPIC)
+    truth_topics = {
+        "coverage": b.find_topic(COVERAGE_TOPIC, "std_msgs/msg/Float32"),
+        "success": b.find_topic(SUCCESS_TOPIC, "std_msgs/msg/Bool"),
+        "object_pose": b.find_topic(OBJECT_TOPIC, "geometry_msgs/msg/PoseStamped"),
+    }
+    truth_of = {topic: name for name, topic in truth_topics.items() if topic}
+    truths: dict[str, list] = {name: [] for name in truth_topics}  # (t, value) per topic
     fields = ACTION_FIELDS.get(task.action_type)
     if fields is None or task.action_dim > len(fields):
         raise UserError(f"task '{task.name}': action type {task.action_type} is not supported")
@@ -319,6 +365,7 @@ def _build(b: Bag, task: TaskConfig, out_dir: Path) -> int:
         pending.clear()
 
     wanted = [t for t in (act, cam, intent_topic, milestone_topic, reset_topic) if t]
+    wanted += list(truth_of)
     for topic, t, data in b.messages(wanted):
         if pending and t > steps_t[pending[0]]:  # every frame up to the steps' time is in
             settle()
@@ -336,6 +383,8 @@ def _build(b: Bag, task: TaskConfig, out_dir: Path) -> int:
             intents.append((t, bool(b.decode(topic, data).data)))
         elif topic == milestone_topic:
             milestones.append(t)
+        elif topic in truth_of:
+            truths[truth_of[topic]].append((t, _truth(b.decode(topic, data))))
         else:
             resets.append(t)
     settle()
@@ -353,20 +402,68 @@ def _build(b: Bag, task: TaskConfig, out_dir: Path) -> int:
     boundary[1:] |= np.diff(r) > 0
     m = np.searchsorted(np.asarray(milestones, np.int64), t, side="right")
     milestone = np.diff(np.concatenate([[0], m])) > 0
-    it = np.asarray([x[0] for x in intents], np.int64)
-    iv = np.asarray([x[1] for x in intents], bool)
-    idx = np.searchsorted(it, t, side="right") - 1
-    intent = np.where(idx >= 0, iv[np.maximum(idx, 0)] if len(iv) else False, False)
     arrays = {
         "t_ns": t,
         "actions": task.normalize(np.asarray(steps_a, np.float64)[keep]).astype(np.float32),
-        "intent": intent.astype(bool),
+        "intent": _latest(intents, t, False, bool),
         "milestone": milestone,
         "segment": (np.cumsum(boundary) - 1).astype(np.int32),
+        "coverage": _latest(truths["coverage"], t, np.nan, np.float32),
+        "success": _latest(truths["success"], t, False, bool),
+        "object_pose": _latest(truths["object_pose"], t, [np.nan] * 3, np.float32),
     }
     for k, v in arrays.items():
         np.save(out_dir / f"{k}.npy", v)
     return n
+
+
+def _latest(events: list[tuple[int, object]], t: np.ndarray, before, dtype) -> np.ndarray:
+    """Per step time in `t`, the value of the latest (time, value) event at or before it;
+    `before` for steps before the first event (events in log order)."""
+    times = np.asarray([e[0] for e in events], np.int64)
+    values = np.asarray([before] + [e[1] for e in events], dtype)
+    return values[np.searchsorted(times, t, side="right")]
+
+
+def _truth(msg) -> object:
+    """A ground-truth message's value: Float32 / Bool data, a pose's (x, y, yaw)."""
+    if not hasattr(msg, "pose"):
+        return msg.data
+    p, q = msg.pose.position, msg.pose.orientation
+    yaw = math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+    return (p.x, p.y, yaw)
+
+
+def task_segments(seq: PlaySequence) -> list[TaskSegment]:
+    """The task attempts of a sequence: maximal runs of intent within one segment.
+
+    A run [start, end) succeeded when
+    * a milestone falls on one of its steps, or on one of the MILESTONE_GRACE steps after it
+      (a person may press it just after letting go of the intent button) that is still in
+      its segment and before the next run starts; the auto-play operator presses it at the
+      success step, inside the run; or
+    * the ground truth `success` (task/success, sim bags; all False where the bag has none)
+      is True at one of its steps.
+    """
+    intent, segment = np.asarray(seq.intent, bool), np.asarray(seq.segment)
+    milestone, success = np.asarray(seq.milestone, bool), np.asarray(seq.success, bool)
+    n = len(intent)
+    if n == 0:
+        return []
+    # a run starts where intent turns on or a new segment begins with intent on
+    new_run = intent & np.r_[True, ~intent[:-1] | (segment[1:] != segment[:-1])]
+    ends_here = intent & np.r_[~intent[1:] | (segment[1:] != segment[:-1]), True]
+    starts, ends = np.flatnonzero(new_run), np.flatnonzero(ends_here) + 1
+    out = []
+    for k, (a, b) in enumerate(zip(starts.tolist(), ends.tolist())):
+        limit = min(b + MILESTONE_GRACE, n)
+        if k + 1 < len(starts):
+            limit = min(limit, int(starts[k + 1]))
+        after = np.arange(b, limit)
+        after = after[segment[after] == segment[a]]
+        won = bool(milestone[a:b].any() or milestone[after].any() or success[a:b].any())
+        out.append(TaskSegment(a, b, won))
+    return out
 
 
 def _frame(b: Bag, topic: str, data: bytes, size: int) -> np.ndarray:
