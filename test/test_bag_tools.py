@@ -60,8 +60,76 @@ def test_bag_info(bag: Path) -> None:
     cam = next(line for line in out.splitlines() if "/camera/image_raw" in line and "Hz" in line)
     assert cam.split()[1:] == ["sensor_msgs/msg/Image", "37", "7.20", "Hz"]
     assert "intent:    on 40.0% of the time (turned on 1 times)" in out
+    assert "task:      1 attempts (intent spans), success unknown (no task/success" in out
     assert "gaps:      1 over 1 s without /camera/image_raw: 1.5 s at +2.0 s" in out
     assert "dmo_ros.camera=sim 64x64, dmo_ros.robot=go2" in out
+
+
+BOOL = "std_msgs/msg/Bool"
+
+
+def write_attempts_bag(path: Path, with_success: bool) -> Path:
+    """Three intent spans over 7 s: [1, 2) s with a milestone at 1.5 s and task/success True
+    from 1.4 to 1.9 s; [3, 4) s with a milestone 0.3 s after it (within the grace); [5, 6) s
+    with a milestone 1 s after it (too late). Camera frames at 5 Hz, task/success at 10 Hz."""
+    bool_msg = ros("std_msgs/msg/Bool")
+    with BagWriter(path, metadata={"dmo_ros.robot": "flexiv"}) as w:
+        w.add_topic("camera/image_raw", "sensor_msgs/msg/Image")
+        w.add_topic("intent", "std_msgs/msg/Bool")
+        w.add_topic("milestone", "std_msgs/msg/Empty")
+        if with_success:
+            w.add_topic("task/success", "std_msgs/msg/Bool")
+        events = []
+        for i in range(36):
+            t = T0 + 200 * MS * i
+            events.append((t, "camera/image_raw", cdr(image(i, t, 8, 8), "sensor_msgs/msg/Image")))
+        for i in range(71):
+            if with_success:
+                on = 1400 <= 100 * i <= 1900
+                events.append((T0 + 100 * MS * i, "task/success", cdr(bool_msg(on), BOOL)))
+        for t_ms, on in ((0, False), (1000, True), (2000, False), (3000, True), (4000, False)):
+            events.append((T0 + t_ms * MS, "intent", cdr(bool_msg(on), BOOL)))
+        for t_ms, on in ((5000, True), (6000, False)):
+            events.append((T0 + t_ms * MS, "intent", cdr(bool_msg(on), BOOL)))
+        empty = cdr(ros("std_msgs/msg/Empty")(), "std_msgs/msg/Empty")
+        for t_ms in (1500, 4300, 7000):
+            events.append((T0 + t_ms * MS, "milestone", empty))
+        for t, topic, data in sorted(events, key=lambda e: e[0]):
+            w.write(topic, t, data)
+    return path
+
+
+def test_bag_info_counts_task_attempts(tmp_path: Path) -> None:
+    r = dmo_ros("bag", "info", str(write_attempts_bag(tmp_path / "sim", with_success=True)))
+    assert r.returncode == 0, r.stderr
+    assert (
+        "task:      3 attempts (intent spans), 1 succeeded (33%) by task/success; "
+        "2 with a milestone" in r.stdout
+    )
+    r = dmo_ros("bag", "info", str(write_attempts_bag(tmp_path / "human", with_success=False)))
+    assert r.returncode == 0, r.stderr
+    assert (
+        "task:      3 attempts (intent spans), 2 succeeded (67%) by milestone (no task/success)"
+        in r.stdout
+    )
+
+
+def test_bag_info_decodes_no_camera_frame(bag: Path, monkeypatch, capsys) -> None:
+    """Fast on long bags: info reads the frames' index only, never their pixels."""
+    import argparse
+
+    from dmo_ros.data import bag_reader, bag_tools
+
+    decoded = []
+    real = bag_reader.Bag.decode
+    monkeypatch.setattr(
+        bag_reader.Bag,
+        "decode",
+        lambda self, topic, data: decoded.append(topic) or real(self, topic, data),
+    )
+    assert bag_tools.info(argparse.Namespace(bag=str(bag))) == 0
+    assert "task:      1 attempts" in capsys.readouterr().out
+    assert decoded and not any("image" in t for t in decoded)
 
 
 def test_bag_video(bag: Path, tmp_path: Path) -> None:

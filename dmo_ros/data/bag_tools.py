@@ -12,11 +12,15 @@ import numpy as np
 
 from dmo_ros.data.bag_reader import Bag, open_bag
 from dmo_ros.data.images import image_to_array
+from dmo_ros.data.play_data import MILESTONE_GRACE
 from dmo_ros.errors import UserError
 
 IMAGE = "sensor_msgs/msg/Image"
 BOOL = "std_msgs/msg/Bool"
 GAP_S = 1.0  # camera silences longer than this are reported
+SUCCESS_TOPIC = "task/success"
+# a milestone up to MILESTONE_GRACE control steps (0.2 s) after an intent span counts for it
+GRACE_NS = MILESTONE_GRACE * 200_000_000
 MIN_VIDEO_SIDE = 240  # small frames (64x64 sims) are scaled up so the label stays legible
 
 
@@ -38,9 +42,13 @@ def camera_topic(bag: Bag, topic: str | None = None, required: bool = True) -> s
     )
 
 
-def intent_ratio(bag: Bag, topic: str) -> tuple[float, int]:
+def _bool_events(bag: Bag, topic: str) -> list[tuple[int, bool]]:
+    return [(t, bool(bag.decode(topic, d).data)) for _, t, d in bag.messages([topic])]
+
+
+def intent_ratio(bag: Bag, topic: str, events=None) -> tuple[float, int]:
     """Fraction of the bag's time span with intent on, and how often it was turned on."""
-    events = [(t, bool(bag.decode(topic, d).data)) for _, t, d in bag.messages([topic])]
+    events = _bool_events(bag, topic) if events is None else events
     span = max(1, bag.end_ns - bag.start_ns)
     on_ns, switches, prev = 0, 0, False
     for (t, v), nxt in zip(events, [*[e[0] for e in events[1:]], bag.end_ns]):
@@ -51,10 +59,62 @@ def intent_ratio(bag: Bag, topic: str) -> tuple[float, int]:
     return on_ns / span, switches
 
 
+def task_attempts(bag: Bag, intent_events: list[tuple[int, bool]]) -> dict:
+    """The task attempts (intent spans: from turning intent on to turning it off, or the bag's
+    end) and which succeeded: by `task/success` (a True message within the span) where the
+    bag has it (the simulators' ground truth), and by `milestone` (a press within the span
+    or up to MILESTONE_GRACE control steps after it, before the next span: as the dataset's
+    task_segments). Returns {"attempts", "by_success" (None without task/success),
+    "by_milestone" (None without a milestone topic)}."""
+    spans, on_at = [], None
+    for t, v in intent_events:
+        if v and on_at is None:
+            on_at = t
+        elif not v and on_at is not None:
+            spans.append((on_at, t))
+            on_at = None
+    if on_at is not None:
+        spans.append((on_at, bag.end_ns + 1))
+    starts = np.array([a for a, _ in spans], np.int64)
+    ends = np.array([b for _, b in spans], np.int64)
+    out: dict = {"attempts": len(spans), "by_success": None, "by_milestone": None}
+    if success := bag.find_topic(SUCCESS_TOPIC, BOOL):
+        hits = np.array([t for t, v in _bool_events(bag, success) if v], np.int64)
+        out["by_success"] = _spans_hit(hits, starts, ends)
+    if milestone := bag.find_topic("milestone"):
+        following = np.r_[starts[1:], np.iinfo(np.int64).max]
+        limit = np.maximum(ends, np.minimum(ends + GRACE_NS, following))
+        out["by_milestone"] = _spans_hit(bag.timestamps(milestone), starts, limit)
+    return out
+
+
+def _spans_hit(times: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> int:
+    """How many spans [start, end) hold at least one of the sorted `times`."""
+    if not len(times):
+        return 0
+    first = np.searchsorted(times, starts, side="left")  # the first time at or after the start
+    return int(np.sum((first < len(times)) & (times[np.minimum(first, len(times) - 1)] < ends)))
+
+
 def camera_gaps(times: np.ndarray, gap_s: float = GAP_S) -> list[tuple[int, float]]:
     """(time, length in s) of each silence longer than `gap_s` between camera frames."""
     d = np.diff(times) / 1e9
     return [(int(times[i]), float(d[i])) for i in np.flatnonzero(d > gap_s)]
+
+
+def _attempts_line(a: dict) -> str:
+    n = a["attempts"]
+    line = f"{n} attempts (intent spans)"
+    if a["by_success"] is not None:
+        source, won = "task/success", a["by_success"]
+        if a["by_milestone"] is not None:
+            source += f"; {a['by_milestone']} with a milestone"
+    elif a["by_milestone"] is not None:
+        source, won = "milestone (no task/success)", a["by_milestone"]
+    else:
+        return line + ", success unknown (no task/success, no milestone topic)"
+    rate = f" ({won / n:.0%})" if n else ""
+    return f"{line}, {won} succeeded{rate} by {source}"
 
 
 def _when(t_ns: int) -> str:
@@ -85,10 +145,13 @@ def info(args: argparse.Namespace) -> int:
         rate = f"{(len(times) - 1) / span:8.2f} Hz" if span > 0 else "       - Hz"
         print(f"  {topic:<{width}}  {msgtype:<32} {count:>8}  {rate}")
     if intent := bag.find_topic("intent", BOOL):
-        ratio, switches = intent_ratio(bag, intent)
+        events = _bool_events(bag, intent)
+        ratio, switches = intent_ratio(bag, intent, events)
         print(f"intent:    on {100 * ratio:.1f}% of the time (turned on {switches} times)")
+        print(f"task:      {_attempts_line(task_attempts(bag, events))}")
     else:
         print("intent:    no intent topic")
+        print("task:      no intent topic: no task attempts")
     if cam := camera_topic(bag, required=False):
         gaps = camera_gaps(bag.timestamps(cam))
         listed = ", ".join(f"{s:.1f} s at +{(t - bag.start_ns) / 1e9:.1f} s" for t, s in gaps[:5])
