@@ -63,16 +63,16 @@ def test_tiny_training_lowers_the_validation_loss(tmp_path, bf16):
     reason="no native bf16 on this CPU (AVX-512 BF16 / AMX): training here runs in fp32",
 )
 def test_bf16_training_runs_and_learns_on_a_native_bf16_cpu(tmp_path, monkeypatch):
-    from dmo_ros.worldmodels import train
+    from dmo_ros.training import loop
 
     used = []
-    real_autocast = train.autocast
+    real_autocast = loop.autocast
 
     def autocast(device, enabled):
         used.append(enabled)
         return real_autocast(device, enabled)
 
-    monkeypatch.setattr(train, "autocast", autocast)
+    monkeypatch.setattr(loop, "autocast", autocast)
     logged = []
     fit(
         tiny("true", "world_model.train.steps=60"),

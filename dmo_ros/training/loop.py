@@ -144,14 +144,17 @@ def _fit(trainee, cfg, train_data, val_data, out, resume, info, progress) -> dic
                 scalars["train/frames_per_s"] = log.rate(frames)
                 rate_from, sums = step, {}
                 if val_data is not None and info.is_main:
-                    val = _val_logs(ema.module, val_data, cfg, dev, bf16)
+                    with _own_rng(dev):
+                        val = _val_logs(ema.module, val_data, cfg, dev, bf16)
                     scalars.update({f"val/{k}": v for k, v in val.items()})
                 log.scalars(step, scalars)
                 last = scalars
             image_step = step % cfg.image_every == 0 or step == cfg.steps
             if trainee.images is not None and info.is_main and image_step:
                 shown = val_data if val_data is not None else train_data
-                log.images("val/samples", step, trainee.images(ema.module, shown, dev, bf16))
+                with _own_rng(dev):
+                    images = trainee.images(ema.module, shown, dev, bf16)
+                log.images("val/samples", step, images)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 if info.is_main:
                     payload = {
@@ -171,6 +174,12 @@ def _fit(trainee, cfg, train_data, val_data, out, resume, info, progress) -> dic
     finally:
         log.close()
     return last
+
+
+def _own_rng(dev: torch.device):
+    """Evaluation draws from the global generator without moving it: a run that logs or
+    checkpoints at other steps (a resumed one) still trains on the same random numbers."""
+    return torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [])
 
 
 def _restore(path: Path, trainee: Trainee, model, ema: EMA, opt) -> int:
