@@ -187,11 +187,9 @@ def evaluate(
     }
     (out / "world_model.json").write_text(json.dumps(results, indent=1))
     _plot_metrics(model_m, base_m, out / "world_model_metrics.png")
-    _strip(
-        frames[0, L - 1 :],
-        torch.cat([frames[0, L - 1 : L], pred[0]]),
-        out / "world_model_strip.png",
-    )
+    context = frames[0, L - 1 : L]
+    rows = [("real", frames[0, L - 1 :]), ("model", torch.cat([context, pred[0]]))]
+    strip(rows, out / "world_model_strip.png")
     return results
 
 
@@ -217,17 +215,20 @@ def _plot_metrics(model_m: dict, base_m: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def _strip(real: torch.Tensor, model: torch.Tensor, path: Path) -> None:
-    """Rows real / model at t = 0, 5, ..., horizon (like the paper's Fig. 2a)."""
+def strip(rows: list[tuple[str, torch.Tensor]], path: Path) -> None:
+    """Named rows of frames [T,3,H,W] in [-1, 1] (e.g. real / model) at t = 0, 5, ...,
+    like the paper's Fig. 2a."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ts = list(range(0, len(real), STRIP_EVERY))
-    fig, axes = plt.subplots(2, len(ts), figsize=(1.1 * len(ts), 2.6), squeeze=False)
+    ts = list(range(0, len(rows[0][1]), STRIP_EVERY))
+    fig, axes = plt.subplots(
+        len(rows), len(ts), figsize=(1.1 * len(ts), 0.3 + 1.15 * len(rows)), squeeze=False
+    )
     for col, t in enumerate(ts):
-        for row, (name, seq) in enumerate((("real", real), ("model", model))):
+        for row, (name, seq) in enumerate(rows):
             ax = axes[row, col]
             ax.imshow(seq[t].clamp(-1, 1).add(1).div(2).permute(1, 2, 0).numpy())
             ax.set_xticks([])
