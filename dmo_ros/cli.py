@@ -22,10 +22,11 @@ RUNNERS: dict[tuple[str, str | None], str | None] = {
     ("collect", None): "dmo_ros.nodes.collect:run",
     ("train", "world-model"): "dmo_ros.worldmodels.train:run",
     ("train", "reward"): "dmo_ros.rewards.train:run",
-    ("train", "rssm"): None,
+    ("train", "rssm"): "dmo_ros.worldmodels.rssm_train:run",
     ("train", "policy"): None,
     ("eval", "world-model"): "dmo_ros.worldmodels.evaluate:run",
     ("eval", "reward"): "dmo_ros.rewards.evaluate:run",
+    ("eval", "rssm"): "dmo_ros.worldmodels.rssm_evaluate:run",
     ("eval", "policy"): None,
     ("deploy", None): None,
     ("replay", None): "dmo_ros.nodes.bag_replay:run",
@@ -37,7 +38,6 @@ RUNNERS: dict[tuple[str, str | None], str | None] = {
 }
 
 ROADMAP = {
-    ("train", "rssm"): "Learned rewards and the local RSSM",
     ("train", "policy"): "DMO-SAPO",
     ("eval", "policy"): "DMO-SAPO",
     ("deploy", None): "Deployment",
@@ -114,14 +114,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("what", choices=("world-model", "reward", "rssm", "policy"))
     _add_training_flags(p)
+    p.add_argument(
+        "--reward",
+        metavar="DIR",
+        help="rssm: the trained reward whose labels its reward head learns (models/<run>)",
+    )
 
     p = sub.add_parser(
         "eval",
         help="evaluate a trained model",
         description="Evaluate a trained run on held-out bags; JSON and plots go to <model>/eval.",
     )
-    p.add_argument("what", choices=("world-model", "reward", "policy"))
+    p.add_argument("what", choices=("world-model", "reward", "rssm", "policy"))
     p.add_argument("--model", required=True, metavar="DIR", help="run folder or checkpoint")
+    p.add_argument(
+        "--world-model",
+        metavar="DIR",
+        help="rssm: a global world model to roll out beside it from the same contexts",
+    )
     p.add_argument("--bags", nargs="+", default=[], metavar="DIR", help="held-out bag folders")
     p.add_argument("--out", metavar="DIR", help="where to write (default: <model>/eval)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")

@@ -1,0 +1,173 @@
+"""RSSM pretraining and fine-tuning: labels, learning, exact resume, evaluation, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from wm_synthetic import sequences
+
+from dmo_ros.errors import UserError
+from dmo_ros.rl.replay import ReplayBuffer
+from dmo_ros.task import TaskConfig
+from dmo_ros.training.checkpoint import load_checkpoint
+from dmo_ros.worldmodels import rssm_evaluate
+from dmo_ros.worldmodels.rssm_train import (
+    Finetune,
+    RewardWindows,
+    fit,
+    label_rewards,
+    load_rssm,
+    resolve_config,
+)
+
+
+def tiny(bf16: str, *sets: str):
+    return resolve_config(
+        "pusht.yaml", "tiny", ["task.image_size=32", f"rssm.train.bf16={bf16}", *sets]
+    )
+
+
+def pusher_x(frames: torch.Tensor, start: torch.Tensor | None = None) -> torch.Tensor:
+    """A reward the frames show: where the blue pusher is along the columns, scaled to
+    about zero mean and unit spread, as the global reward is normalised."""
+    blue = (frames[:, 2] > 0.5) & (frames[:, 0] < 0.0)  # [B, H, W] in [-1, 1] frames
+    cols = torch.arange(frames.shape[-1], dtype=torch.float32)
+    count = blue.sum((1, 2)).clamp(min=1)
+    x = (blue.float() * cols).sum((1, 2)) / count / frames.shape[-1]
+    return (x - 0.4) / 0.28
+
+
+def data(seed: int, count: int, length: int, steps: int = 60):
+    seqs = sequences(count=count, steps=steps, size=32, seed=seed)
+    return RewardWindows(seqs, label_rewards(seqs, pusher_x), length)
+
+
+def test_labels_take_the_segment_start_as_the_episode_start():
+    seqs = sequences(count=1, steps=12, size=32, seed=0, segment_every=5)
+    seen = []
+
+    def reward(frames, start):
+        seen.append(start)
+        return frames.mean((1, 2, 3)) - start.mean((1, 2, 3))
+
+    (labels,) = label_rewards(seqs, reward, batch=4)
+    starts = torch.cat(seen)
+    f = seqs[0].frames
+    for t in range(12):
+        first = f[(t // 5) * 5].astype(np.float32) / 127.5 - 1.0
+        assert np.allclose(starts[t].permute(1, 2, 0).numpy(), first, atol=1e-6)
+    assert labels[0] == labels[5] == labels[10] == 0.0 and labels.shape == (12,)
+
+
+def test_tiny_rssm_learns_its_reward_and_one_step_prediction(tmp_path, bf16):
+    resolved = tiny(
+        bf16,
+        "rssm.train.steps=500",
+        "rssm.train.log_every=100",
+        "rssm.model.deter=64",
+        "rssm.model.hidden=64",
+        "rssm.model.cnn_depth=8",
+        "rssm.train.batch_size=8",
+    )
+    logged = []
+    fit(
+        resolved,
+        data(0, 4, 6),
+        data(1, 2, 6),
+        tmp_path,
+        device="cpu",
+        progress=lambda step, total, scalars: logged.append(scalars),
+    )
+    first, last = logged[0], logged[-1]
+    # twohot cross-entropy keeps the entropy of the two-bin target (up to ln 2): the
+    # decoded reward is compared with the best constant below
+    assert last["val/reward_loss"] < 0.8 * first["val/reward_loss"], (first, last)
+    assert last["val/recon_loss"] < 0.9 * first["val/recon_loss"], (first, last)
+    task = TaskConfig(**{**resolved.data["task"], "image_size": 32})
+    model, _ = load_rssm(tmp_path, task, torch.device("cpu"))
+    held = sequences(count=2, steps=60, size=32, seed=2)
+    labels = label_rewards(held, pusher_x)
+    result = rssm_evaluate.one_step(model, held, labels, 6, 16, bf16 == "true")
+    # measured over seeds 0-2: posterior 0.16-0.28x the best constant's error, prior 0.23-0.37x
+    assert result["reward_mae_posterior"] < 0.5 * result["reward_mae_mean"], result
+    assert result["reward_mae_prior"] < 0.6 * result["reward_mae_mean"], result
+
+
+def test_resume_continues_exactly(tmp_path, bf16):
+    train = data(0, 2, 6)
+    fit(tiny(bf16, "rssm.train.steps=6"), train, None, tmp_path / "straight", device="cpu")
+    fit(tiny(bf16, "rssm.train.steps=3"), train, None, tmp_path / "resumed", device="cpu")
+    fit(tiny(bf16, "rssm.train.steps=6"), train, None, tmp_path / "resumed", True, device="cpu")
+    a, b = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "resumed")
+    assert a["step"] == b["step"] == 6
+    for name in a["model"]:
+        assert torch.equal(a["model"][name], b["model"][name]), name
+
+
+def test_checkpoint_of_another_task_or_size_is_refused(tmp_path):
+    fit(tiny("false", "rssm.train.steps=2"), data(0, 1, 6), None, tmp_path, device="cpu")
+    resolved = tiny("false")
+    task = TaskConfig(**{**resolved.data["task"], "image_size": 32})
+    load_rssm(tmp_path, task, torch.device("cpu"))
+    with pytest.raises(UserError, match="64px"):
+        load_rssm(tmp_path, TaskConfig(**{**resolved.data["task"], "image_size": 64}), "cpu")
+    cube = resolve_config("push_cube.yaml", "tiny").task
+    with pytest.raises(UserError, match="push_cube|pusht"):
+        load_rssm(tmp_path, cube, torch.device("cpu"))
+
+
+def test_bad_config_is_one_line():
+    with pytest.raises(UserError, match=r"unknown config key 'rssm\.model\.detr'"):
+        tiny("false", "rssm.model.detr=3")
+    with pytest.raises(UserError, match="window must be at least 2"):
+        tiny("false", "rssm.window=1")
+
+
+def test_finetune_on_generated_trajectories_lowers_their_loss(tmp_path):
+    fit(tiny("false", "rssm.train.steps=2"), data(0, 1, 6), None, tmp_path, device="cpu")
+    task = TaskConfig(**{**tiny("false").data["task"], "image_size": 32})
+    model, _ = load_rssm(tmp_path, task, torch.device("cpu"))
+    seqs = sequences(count=4, steps=30, size=32, seed=3)
+    frames = torch.from_numpy(np.stack([s.frames for s in seqs]))
+    actions = torch.from_numpy(np.stack([s.actions for s in seqs]))
+    rewards = torch.from_numpy(np.stack(label_rewards(seqs, pusher_x)))
+    replay = ReplayBuffer(capacity=1000, length=6)
+    replay.add(frames, actions, rewards)
+    tune = Finetune(model, lr=3e-3, grad_clip=100.0, batch_size=8, seed=0)
+    torch.manual_seed(0)
+    before = tune.update(replay, 3)
+    for _ in range(10):
+        after = tune.update(replay, 8)
+    assert after["loss"] < 0.8 * before["loss"], (before, after)
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_evaluation_writes_figures_with_the_world_models_contexts(tmp_path):
+    from dmo_ros.worldmodels.train import fit as fit_wm
+    from dmo_ros.worldmodels.train import resolve_config as wm_config
+
+    resolved = tiny("false", "rssm.train.steps=4")
+    fit(resolved, data(0, 2, 6), None, tmp_path / "rssm", device="cpu")
+    wm = wm_config("pusht.yaml", "tiny", ["task.image_size=32", "world_model.train.steps=2"])
+    from dmo_ros.data.windows import WindowDataset
+
+    windows = WindowDataset(sequences(count=2, steps=60, size=32, seed=0), length=5)
+    fit_wm(wm, windows, None, tmp_path / "wm", device="cpu")
+    task = TaskConfig(**{**resolved.data["task"], "image_size": 32})
+    model, _ = load_rssm(tmp_path / "rssm", task, torch.device("cpu"))
+    from dmo_ros.worldmodels.evaluate import load_model
+
+    world_model, _, _ = load_model(tmp_path / "wm", torch.device("cpu"))
+    held = sequences(count=2, steps=40, size=32, seed=5)
+    out = tmp_path / "eval"
+    results = rssm_evaluate.evaluate(
+        model, held, label_rewards(held, pusher_x), resolved.section, out, False, world_model
+    )
+    saved = json.loads((out / "rssm.json").read_text())
+    loop = saved["open_loop"]
+    assert set(loop["per_step"]) == {"rssm", "repeat_last", "diffusion"}
+    assert len(loop["per_step"]["rssm"]["psnr"]) == resolved.section.eval.horizon
+    assert loop["context"] == world_model.cfg.context
+    assert (out / "rssm_strip.png").stat().st_size > 0 and (out / "rssm_metrics.png").exists()
+    assert results["one_step"]["windows"] > 0
