@@ -171,3 +171,57 @@ def test_evaluation_writes_figures_with_the_world_models_contexts(tmp_path):
     assert loop["context"] == world_model.cfg.context
     assert (out / "rssm_strip.png").stat().st_size > 0 and (out / "rssm_metrics.png").exists()
     assert results["one_step"]["windows"] > 0
+
+
+def test_cli_trains_on_a_bag_with_a_trained_reward_and_evaluates(tmp_path, capsys):
+    from play_bags import write_play_bag
+
+    from dmo_ros import cli
+
+    def dmo_ros(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = cli.main([*args, "--device", "cpu"])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    bag = write_play_bag(
+        tmp_path / "bag", robot="flexiv", steps=60, intent_on=(5, 30), intent_off=(18, 45)
+    )
+    reward, run = tmp_path / "reward", tmp_path / "rssm"
+    tiny = ("--preset", "tiny", "--bags", str(bag))
+    code, _, err = dmo_ros("train", "reward", *tiny, "--out", str(reward))
+    assert code == 0, err
+    code, _, err = dmo_ros("train", "rssm", *tiny, "--out", str(run))
+    assert code == 2 and "--reward" in err and len(err.strip().splitlines()) == 1
+    code, out, err = dmo_ros("train", "rssm", *tiny, "--out", str(run), "--reward", str(reward))
+    assert code == 0, err
+    assert "rssm: preset tiny (--preset)" in out
+    ckpt = load_checkpoint(run)
+    assert ckpt["kind"] == "rssm" and ckpt["config"]["data"]["reward"] == str(reward)
+    code, out, err = dmo_ros("eval", "rssm", "--model", str(run), "--bags", str(bag))
+    assert code == 0, err
+    saved = json.loads((run / "eval" / "rssm.json").read_text())
+    assert saved["one_step"]["reward_mae_mean"] > 0.0  # the reward's labels vary
+    assert "reward MAE" in out and (run / "eval" / "rssm_strip.png").exists()
+    cube = tmp_path / "cube_reward"
+    code, _, err = dmo_ros(
+        "train",
+        "reward",
+        "--config",
+        "push_cube.yaml",
+        "--preset",
+        "tiny",
+        "--bags",
+        str(
+            write_play_bag(
+                tmp_path / "go2", robot="go2", steps=60, intent_on=(5,), intent_off=(30,)
+            )
+        ),
+        "--out",
+        str(cube),
+    )
+    assert code == 0, err
+    code, _, err = dmo_ros(
+        "train", "rssm", *tiny, "--out", str(tmp_path / "x"), "--reward", str(cube)
+    )
+    assert code == 2 and "push_cube" in err and len(err.strip().splitlines()) == 1
