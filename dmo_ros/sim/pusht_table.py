@@ -38,6 +38,12 @@ MAX_LAG = 0.06  # m, how far the end-effector may lag its target
 SOLVER_ITERATIONS = 30
 OVERLAP_CORRECTION = 0.6  # fraction of a contact overlap pymunk removes per 1/60 s
 PHYSICS_DT_MAX = 0.01  # gym-pusht's physics step; finer substeps keep it, coarser ones split
+# gym-pusht's T (PushTEnv.add_tee: scale 30, length 4) in its body frame, board units: bar and
+# stem. The sim draws its pymunk shapes; this copy is for `t_coverage` (tested to match them).
+T_LOCAL = (
+    np.array([[-60.0, 0.0], [60.0, 0.0], [60.0, 30.0], [-60.0, 30.0]]),
+    np.array([[-15.0, 30.0], [15.0, 30.0], [15.0, 120.0], [-15.0, 120.0]]),
+)
 
 
 def _keep_velocity(body: pymunk.Body, gravity, damping: float, dt: float) -> None:
@@ -46,6 +52,29 @@ def _keep_velocity(body: pymunk.Body, gravity, damping: float, dt: float) -> Non
 
 def _wrap(angle: float) -> float:
     return float((angle + np.pi) % (2.0 * np.pi) - np.pi)
+
+
+def t_coverage(pose, size: int) -> np.ndarray:
+    """How much of each pixel the T covers (float32 [size, size] in [0, 1]) at pose (x, y,
+    angle) in metres / radians (`ground_truth()["object"]`), drawn as `PushTTable._render`
+    draws it (fill and outline, anti-aliased, supersampled); for evaluation (the T fit)."""
+    sup = PushTTable._supersampling(size)
+    s = size * sup
+    scale = s / BOARD_UNITS
+    shift = PushTTable._SHIFT
+    x, y, angle = (float(v) for v in pose)
+    c, si = np.cos(angle), np.sin(angle)
+    rot = np.array([[c, si], [-si, c]])  # as _t_world
+    origin = np.array([x, y]) * UNITS_PER_M
+    polys = [np.round((v @ rot + origin) * scale * (1 << shift)).astype(np.int32) for v in T_LOCAL]
+    img = np.zeros((s, s), np.uint8)
+    outline = max(1, round(4 * scale))
+    for poly in polys:
+        cv2.fillPoly(img, [poly], 255, cv2.LINE_AA, shift)
+        cv2.polylines(img, [poly], True, 255, outline, cv2.LINE_AA, shift)
+    if sup > 1:
+        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+    return img.astype(np.float32) / 255.0
 
 
 class PushTTable(gym.Env):
