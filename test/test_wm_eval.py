@@ -12,11 +12,13 @@ from wm_synthetic import BOARD, PIXELS_PER_ACTION, PUSHER, sequences
 from dmo_ros import cli
 from dmo_ros.data.play_data import PlaySequence
 from dmo_ros.data.windows import WindowDataset
+from dmo_ros.sim.pusht_table import PushTTable
 from dmo_ros.training.checkpoint import save_checkpoint
 from dmo_ros.worldmodels import action_response
 from dmo_ros.worldmodels.diamond import frames_to_model
 from dmo_ros.worldmodels.evaluate import evaluate, load_model, step_metrics, summarize
 from dmo_ros.worldmodels.image_metrics import PSNR_MAX_DB, mse, psnr_of_mse, ssim, to_unit
+from dmo_ros.worldmodels.object_fit import BOARD_M, centre_of
 from dmo_ros.worldmodels.train import fit, resolve_config
 
 
@@ -153,6 +155,67 @@ def test_evaluate_writes_files_and_scores_the_baseline_exactly(tmp_path, bf16):
     assert saved["definitions"]["psnr_max_db"] == PSNR_MAX_DB
     assert {"mse", "psnr", "ssim", "frames"} <= set(saved["definitions"])
     assert set(saved["action_response"]) >= {"sign_agreement", "passed", "calibration"}
+    assert "skipped" in saved["object"]  # not Push-T: no object block, no object plot
+    assert not (tmp_path / "eval" / "world_model_object.png").exists()
+
+
+def t_pose(t: int) -> tuple[float, float, float]:
+    """The T slides 3 mm and turns 0.03 rad a step."""
+    return (0.2 + 0.003 * t, 0.25, 0.5 + 0.03 * t)
+
+
+def pusht_sequence(truth: bool, steps: int = 40, size: int = 32) -> PlaySequence:
+    """Push-T frames of the T at t_pose(t), the pusher 5 mm further right each step; with the
+    T's ground truth (task/object_pose) or without (NaN)."""
+    env = PushTTable(image_size=size, seed=0)
+    frames = [
+        env.reset(seed=0, options={"object": t_pose(t), "ee": (0.1 + 0.005 * t, 0.4)})[0]
+        for t in range(steps)
+    ]
+    return PlaySequence(
+        bag="pusht",
+        t_ns=np.arange(steps, dtype=np.int64),
+        frames=np.stack(frames),
+        actions=np.zeros((steps, 2), np.float32),
+        intent=np.zeros(steps, bool),
+        milestone=np.zeros(steps, bool),
+        segment=np.zeros(steps, np.int32),
+        object_pose=np.array([t_pose(t) for t in range(steps)], np.float32) if truth else None,
+    )
+
+
+def test_pusht_object_block_tracks_the_t_against_its_ground_truth(tmp_path, bf16):
+    resolved, run = tiny_run(tmp_path, bf16)
+    model, _, _ = load_model(run, torch.device("cpu"))
+    cfg, task = resolved.section.eval, resolved.task
+    L, px = model.cfg.context, 32 / BOARD_M
+    for truth in (True, False):
+        seq = pusht_sequence(truth)
+        out = tmp_path / f"eval_{truth}"
+        obj = evaluate(model, [seq], cfg, out, task=task)["object"]
+        assert ("ground truth" in obj["reference"]) is truth
+        assert obj["rollouts_with_ground_truth"] == (cfg.rollouts if truth else 0)
+        assert (out / "world_model_object.png").stat().st_size > 0
+        saved = json.loads((out / "world_model.json").read_text())
+        assert {"object.t_iou", "object.position_error", "object.reference"} <= set(
+            saved["definitions"]
+        )
+        step = obj["summary_step"]
+        assert step == min(32, cfg.horizon)
+        for who in ("model", "repeat_last"):
+            assert all(len(v) == cfg.horizon for v in obj[who].values())
+            assert obj["summary"][who]["t_iou"] == obj[who]["t_iou"][step - 1]
+        assert min(obj["real"]["t_iou"]) > 0.85 and min(obj["repeat_last"]["t_iou"]) > 0.85
+        # repeat-last stands still: its error after k steps is how far the T (the pusher) moved
+        starts = np.array([t + L - 1 for _, t in saved["windows"]])  # the last context frame
+        poses = np.array([t_pose(t) for t in range(40)])
+        for k in (1, cfg.horizon):
+            moved = np.linalg.norm(centre_of(poses[starts + k]) - centre_of(poses[starts]), axis=1)
+            base = obj["repeat_last"]
+            assert base["position_error_px"][k - 1] == pytest.approx(moved.mean() * px, abs=0.4)
+            assert base["angle_error_deg"][k - 1] == pytest.approx(np.rad2deg(0.03 * k), abs=4)
+            assert base["pusher_error_px"][k - 1] == pytest.approx(0.005 * k * px, abs=0.4)
+        assert set(obj["summary"]["beats_repeat_last"]) == {"position", "angle", "pusher"}
 
 
 def test_displacement_and_calibration_follow_the_pusher():

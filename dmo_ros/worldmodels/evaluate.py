@@ -2,10 +2,13 @@
 
 From held-out contexts of L real frames, the model is driven by the recorded actions for
 `horizon` steps (60 = 12 s); each generated frame is scored against the real one (PSNR,
-SSIM on frames in [0, 1]), beside the "repeat the last context frame" baseline. Then the
-action-response check (action_response.py). Written to <model>/eval/: world_model.json
-(its "definitions" say how each number is computed), world_model_metrics.png and
-world_model_strip.png (rows real / model at t = 0, 5, ...).
+SSIM on frames in [0, 1]), beside the "repeat the last context frame" baseline. For Push-T
+the task's object too (object_fit.py): in each generated frame the best-fit T's IoU with the
+T-coloured pixels (does the T stay a T) and its pose against the real one (does it stay where
+it is), and the pusher's position. Then the action-response check (action_response.py).
+Written to <model>/eval/: world_model.json (its "definitions" say how each number is
+computed), world_model_metrics.png, world_model_object.png (Push-T) and world_model_strip.png
+(rows real / model at t = 0, 5, ...).
 
 PSNR is taken of the mean squared error (per step over rollouts, or over a range of
 steps), never averaged in dB: one unchanged frame would otherwise score the cap and
@@ -27,7 +30,7 @@ from dmo_ros.errors import UserError
 from dmo_ros.task import TaskConfig
 from dmo_ros.training.checkpoint import load_checkpoint, resolve_checkpoint
 from dmo_ros.training.device import autocast, pick_device, use_bf16
-from dmo_ros.worldmodels import action_response
+from dmo_ros.worldmodels import action_response, object_fit
 from dmo_ros.worldmodels.diamond import KIND, DiamondConfig, DiamondWorldModel, frames_to_model
 from dmo_ros.worldmodels.image_metrics import PSNR_MAX_DB, mse, psnr_of_mse, ssim, to_unit
 from dmo_ros.worldmodels.train import SECTION, EvalConfig, WorldModelSection
@@ -44,6 +47,29 @@ DEFINITIONS = {
     "summary.psnr_1_K": "PSNR of the mse over steps 1..K and all rollouts (not a mean of dB)",
     "summary.ssim_mean_1_K": "mean of the per-step SSIM over steps 1..K",
     "summary.beats_repeat_last": "psnr_1_K above baseline_psnr_1_K (a lower mse)",
+}
+OBJECT_STEP = 32  # DMO-SAPO's imagination horizon (6.4 s)
+OBJECT_DEFINITIONS = {
+    "object": "Push-T only: the T fitted in each frame (object_fit.py): the pose (x, y, angle) "
+    "whose T mask (its known shape at the camera's scale) best overlaps the T-coloured pixels",
+    "object.t_iou": "mean over rollouts of the best-fit T mask's IoU with the T-coloured pixels "
+    "(pusher pixels excluded; 0 without T pixels): ~0.97 on real frames, 0.51 for a disc of "
+    "the T's area, ~0.77 / 0.61 for the T blurred by sigma 1.5 / 2 px",
+    "object.t_found": "share of rollouts whose frame has enough T pixels (a quarter of the T) "
+    "for a pose; the errors are means over those",
+    "object.position_error": "distance between the T centres (area centroids) of the fit and "
+    "the reference, in pixels and in % of the board (the frame's width)",
+    "object.angle_error_deg": "|fitted - reference angle| wrapped to [0, 180] (no symmetry)",
+    "object.reference": "the real frame's T pose: ground truth (task/object_pose) where the "
+    "rollout's window has it, else the T fitted in the real frame",
+    "object.pusher_error": "distance between the centroids of the pusher's colour blob in the "
+    "generated and in the real frame (no ground truth needed), px and % of the board",
+    "object.pusher_found": "share of rollouts with a pusher blob in both frames",
+    "object.real": "the real frames' own fit: t_iou (the ceiling) and, with ground truth, the "
+    "fit's errors (its accuracy on this data)",
+    "object.summary": f"the values at step {OBJECT_STEP} (or the horizon's last step); "
+    "beats_repeat_last: a lower error than the repeat-last baseline's (its T is real, so its "
+    "t_iou is the real frames')",
 }
 
 
@@ -73,6 +99,11 @@ def windows(sequences: list, length: int, count: int) -> list[tuple[int, int]]:
         raise UserError(f"held-out data has no segment of {length} steps to roll out from")
     pick = np.linspace(0, len(starts) - 1, min(count, len(starts))).round().astype(int)
     return [starts[i] for i in pick]
+
+
+def object_poses(sequences: list, spans: list[tuple[int, int]], length: int) -> np.ndarray:
+    """Ground-truth object poses [N,T,3] of the chosen windows (NaN where the bag has none)."""
+    return np.stack([sequences[s].object_pose[t : t + length] for s, t in spans]).astype(float)
 
 
 def gather(sequences: list, spans: list[tuple[int, int]], length: int):
@@ -131,14 +162,112 @@ def summarize(model_m: dict, base_m: dict, k: int) -> dict[str, float | bool]:
     return out
 
 
+def _mean(x: np.ndarray) -> np.ndarray:
+    """Mean over rollouts (axis 0) of the finite values; NaN where there are none."""
+    ok = np.isfinite(x)
+    n = ok.sum(0)
+    return np.where(n > 0, np.where(ok, x, 0.0).sum(0) / np.maximum(n, 1), np.nan)
+
+
+def _json(curve: np.ndarray) -> list:
+    return [None if not np.isfinite(v) else float(v) for v in curve]
+
+
+def _hwc(frames: torch.Tensor) -> np.ndarray:
+    """[..., 3, H, W] in [-1, 1] -> numpy [..., H, W, 3] for object_fit."""
+    return frames.clamp(-1, 1).movedim(-3, -1).numpy()
+
+
+def _fit(frames: np.ndarray) -> tuple[object_fit.TFit, np.ndarray]:
+    """The T fit and the pusher of frames [N,T,H,W,3], arrays shaped [N,T,...]."""
+    n, t = frames.shape[:2]
+    flat = frames.reshape(n * t, *frames.shape[2:])
+    fit = object_fit.fit_t(flat)
+    fit = object_fit.TFit(*(a.reshape(n, t, *a.shape[1:]) for a in (fit.pose, fit.iou, fit.pixels)))
+    return fit, object_fit.find_pusher(flat).reshape(n, t, 2)
+
+
+def _tracking(fit, pusher, reference, real_pusher, size: int) -> dict[str, list]:
+    """Per-step curves of one set of frames against the real ones."""
+    px = size / object_fit.BOARD_M  # pixels per metre
+    pos, ang = object_fit.pose_errors(fit.pose, reference)
+    push = np.linalg.norm(pusher - real_pusher, axis=-1) / px  # metres, NaN where not found
+    curves = {
+        "t_iou": _mean(fit.iou),
+        "t_found": np.isfinite(fit.pose[..., 0]).mean(0),
+        "position_error_px": _mean(pos) * px,
+        "position_error_pct_board": _mean(pos) / object_fit.BOARD_M * 100,
+        "angle_error_deg": np.rad2deg(_mean(ang)),
+        "pusher_error_px": _mean(push) * px,
+        "pusher_error_pct_board": _mean(push) / object_fit.BOARD_M * 100,
+        "pusher_found": np.isfinite(push).mean(0),
+    }
+    return {k: _json(v) for k, v in curves.items()}
+
+
+def object_metrics(pred: torch.Tensor, real: torch.Tensor, last: torch.Tensor, truth) -> dict:
+    """Push-T's object block: pred, real [N,T,3,H,W] and the last context frames [N,3,H,W]
+    in [-1, 1]; truth [N,T,3] ground-truth poses of the real frames (NaN without)."""
+    n, t = real.shape[:2]
+    size = real.shape[-1]
+    gen_fit, gen_pusher = _fit(_hwc(pred))
+    real_fit, real_pusher = _fit(_hwc(real))
+    last_fit, last_pusher = _fit(_hwc(last[:, None]))
+    has_truth = np.isfinite(truth).all((1, 2))
+    reference = np.where(has_truth[:, None, None], truth, real_fit.pose)
+    k = int(has_truth.sum())
+    if k == n:
+        source = "ground truth (task/object_pose)"
+    elif k == 0:
+        source = "the T fitted in the real frame (no task/object_pose)"
+    else:
+        source = f"ground truth in {k} of {n} rollouts, else the T fitted in the real frame"
+    repeat = object_fit.TFit(
+        *(np.repeat(a, t, 1) for a in (last_fit.pose, last_fit.iou, last_fit.pixels))
+    )
+    block = {
+        "reference": source,
+        "rollouts_with_ground_truth": k,
+        "model": _tracking(gen_fit, gen_pusher, reference, real_pusher, size),
+        "repeat_last": _tracking(
+            repeat, np.repeat(last_pusher, t, 1), reference, real_pusher, size
+        ),
+        "real": {"t_iou": _json(_mean(real_fit.iou))},
+    }
+    if k:
+        pos, ang = object_fit.pose_errors(real_fit.pose[has_truth], truth[has_truth])
+        block["real"]["position_error_px"] = _json(_mean(pos) * size / object_fit.BOARD_M)
+        block["real"]["angle_error_deg"] = _json(np.rad2deg(_mean(ang)))
+    step = min(OBJECT_STEP, t)
+    at = {
+        who: {m: v[step - 1] for m, v in block[who].items()}
+        for who in ("model", "repeat_last", "real")
+    }
+
+    def lower(metric: str) -> bool | None:
+        a, b = at["model"][metric], at["repeat_last"][metric]
+        return None if a is None or b is None else a < b
+
+    at["beats_repeat_last"] = {
+        "position": lower("position_error_px"),
+        "angle": lower("angle_error_deg"),
+        "pusher": lower("pusher_error_px"),
+    }
+    block["summary_step"] = step
+    block["summary"] = at
+    return block
+
+
 def evaluate(
     model: DiamondWorldModel,
     sequences: list,
     cfg: EvalConfig,
     out: str | Path,
     bf16: bool = False,
+    task: TaskConfig | None = None,
 ) -> dict[str, Any]:
-    """Rollout metrics, baseline, strip image and action-response check; files in `out`."""
+    """Rollout metrics, baseline, Push-T's object block (task pusht), strip image and
+    action-response check; files in `out`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     L, horizon = model.cfg.context, cfg.horizon
@@ -150,6 +279,12 @@ def evaluate(
     model_m, base_m = step_metrics(pred, real), step_metrics(repeat, real)
     k = min(SUMMARY_STEPS, horizon)
     summary = summarize(model_m, base_m, k)
+    if task is not None and task.name == "pusht":
+        truth = object_poses(sequences, spans, L + horizon)[:, L:]
+        objects = object_metrics(pred, real, frames[:, L - 1], truth)
+    else:
+        name = "none given" if task is None else f"'{task.name}'"
+        objects = {"skipped": f"task {name}: the object fit knows Push-T's T only"}
 
     device = next(model.parameters()).device
     calib = action_response.calibrate(sequences)
@@ -177,16 +312,19 @@ def evaluate(
         "horizon": horizon,
         "context": L,
         "sampler": {"steps": model.cfg.sampler.steps, "method": model.cfg.sampler.method},
-        "definitions": DEFINITIONS,
+        "definitions": {**DEFINITIONS, **OBJECT_DEFINITIONS},
         "summary_steps": k,
         "summary": summary,
         "model": model_m,
         "repeat_last": base_m,
+        "object": objects,
         "action_response": response,
         "windows": [[sequences[s].bag, t] for s, t in spans],
     }
     (out / "world_model.json").write_text(json.dumps(results, indent=1))
     _plot_metrics(model_m, base_m, out / "world_model_metrics.png")
+    if "model" in objects:
+        _plot_object(objects, out / "world_model_object.png")
     context = frames[0, L - 1 : L]
     rows = [("real", frames[0, L - 1 :]), ("model", torch.cat([context, pred[0]]))]
     strip(rows, out / "world_model_strip.png")
@@ -210,6 +348,38 @@ def _plot_metrics(model_m: dict, base_m: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend()
     fig.suptitle("Global world model: held-out open-loop rollouts")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_object(block: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = (
+        ("t_iou", "T shape: IoU with the best-fit T"),
+        ("position_error_pct_board", "T position error (% of board)"),
+        ("angle_error_deg", "T angle error (deg)"),
+        ("pusher_error_pct_board", "pusher position error (% of board)"),
+    )
+    fig, axes = plt.subplots(1, len(panels), figsize=(16, 3.5))
+    steps = np.arange(1, len(block["model"]["t_iou"]) + 1)
+    nan = lambda v: np.array([np.nan if x is None else x for x in v], float)  # noqa: E731
+    for ax, (key, label) in zip(axes, panels):
+        ax.plot(steps, nan(block["model"][key]), label="world model")
+        ax.plot(steps, nan(block["repeat_last"][key]), "--", label="repeat last frame")
+        if key == "t_iou":
+            ax.plot(steps, nan(block["real"][key]), ":", label="real frames")
+            ax.set_ylim(0, 1.02)
+        ax.axvline(block["summary_step"], color="grey", lw=0.8)
+        ax.set_xlabel("open-loop step (0.2 s)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(f"Push-T object fidelity, held-out rollouts (reference: {block['reference']})")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -277,7 +447,7 @@ def run(args: argparse.Namespace) -> int:
     bf16 = use_bf16(section.train.bf16, device)
     if section.train.threads > 0:
         torch.set_num_threads(section.train.threads)
-    results = evaluate(model, sequences, section.eval, out, bf16)
+    results = evaluate(model, sequences, section.eval, out, bf16, task)
     s, r = results["summary"], results["action_response"]
     k = min(SUMMARY_STEPS, results["horizon"])
     print(
@@ -286,4 +456,15 @@ def run(args: argparse.Namespace) -> int:
         f"{s[f'baseline_psnr_1_{k}']:.2f} dB; action response "
         f"{r['sign_agreement']:.0%} sign agreement ({'pass' if r['passed'] else 'FAIL'}) -> {out}"
     )
+    if "summary" in results["object"]:
+        o = results["object"]
+        m, b = o["summary"]["model"], o["summary"]["repeat_last"]
+        fmt = lambda v, unit: "-" if v is None else f"{v:.2f}{unit}"  # noqa: E731
+        print(
+            f"Push-T at step {o['summary_step']}: T IoU {fmt(m['t_iou'], '')}, T position "
+            f"error {fmt(m['position_error_pct_board'], ' %')} of the board (repeat-last "
+            f"{fmt(b['position_error_pct_board'], ' %')}), angle {fmt(m['angle_error_deg'], '°')} "
+            f"({fmt(b['angle_error_deg'], '°')}), pusher {fmt(m['pusher_error_pct_board'], ' %')} "
+            f"({fmt(b['pusher_error_pct_board'], ' %')})"
+        )
     return 0

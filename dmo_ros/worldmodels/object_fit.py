@@ -23,6 +23,8 @@ in a corner, and 40 of gym-pusht's random scenes): IoU 0.93-1.0 (mean 0.97), the
 within 0.36 px (mean 0.13 px, 1 mm) and its angle within 2.0 degrees (mean 0.7); a Gaussian
 blur (sigma 3) of those frames scores at most 0.49, a disc of the T's colour and area less
 than 0.6. On 500 frames of a held-out auto-play bag: IoU 0.97 (min 0.91), 0.13 px, 0.6 deg.
+For scale: a disc of the T's area scores 0.51; the T blurred by sigma 1, 1.5, 2, 3 px about
+0.87, 0.77, 0.61, 0.25.
 """
 
 from __future__ import annotations
