@@ -64,8 +64,8 @@ def progress_sequences(count=2, episodes=12, size=32, seed=0) -> list[PlaySequen
             intent=np.array(intents),
             milestone=np.zeros(steps, bool),
             segment=np.array(segment, np.int32),
+            coverage=np.array(cover, np.float32),  # ground truth, for evaluation only
         )
-        seq.coverage = np.array(cover, np.float32)  # ground truth, for evaluation only
         out.append(seq)
     return out
 
@@ -351,3 +351,15 @@ def test_reward_checks_its_input_and_its_checkpoint(tmp_path):
         with pytest.raises(UserError, match=match) as err:
             call()
         assert "\n" not in str(err.value)
+
+
+def test_random_shift_moves_whole_images_within_the_pad():
+    from dmo_ros.rewards.encoder import random_shift
+
+    x = torch.rand(6, 3, 8, 8)
+    assert torch.equal(random_shift(x, 0), x)
+    y = random_shift(x, 2, torch.Generator().manual_seed(1))
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="replicate")
+    for k in range(6):  # each image is one 8x8 window of its padded self
+        windows = [padded[k, :, r : r + 8, c : c + 8] for r in range(5) for c in range(5)]
+        assert any(torch.equal(y[k], w) for w in windows)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dmo_ros.errors import UserError
@@ -67,6 +69,20 @@ def mlp(sizes: list[int]) -> nn.Sequential:
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
+
+
+def random_shift(x: Tensor, pad: int, generator: torch.Generator | None = None) -> Tensor:
+    """DrQ's augmentation: each image [N,C,H,W] shifted by up to `pad` pixels each way, the
+    border repeated (the camera's small wobble; a small data set is then harder to memorise)."""
+    if pad == 0:
+        return x
+    n, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    dy, dx = torch.randint(0, 2 * pad + 1, (2, n, 1), generator=generator, device=x.device)
+    rows = (torch.arange(h, device=x.device) + dy)[:, None, :, None]
+    cols = (torch.arange(w, device=x.device) + dx)[:, None, None, :]
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    return padded[batch, torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
 
 
 def to_model(frames: Tensor) -> Tensor:

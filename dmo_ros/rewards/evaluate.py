@@ -117,7 +117,7 @@ def pair_accuracy(model, samples: RankingSamples, count: int, device, goals=None
 
 def evaluate_ranking(model, sequences, section: RewardSection, out: Path, device) -> dict:
     cfg: EvalConfig = section.eval
-    spans = task_spans(sequences)
+    spans = task_spans(sequences, ground_truth=True)
     samples = RankingSamples(sequences, spans, section.ranking.pairs, cfg.seed)
     results: dict[str, Any] = {"kind": "ranking", "definitions": DEFINITIONS["ranking"]}
     results["own_goal"] = pair_accuracy(model, samples, cfg.samples, device)
@@ -135,9 +135,10 @@ def evaluate_ranking(model, sequences, section: RewardSection, out: Path, device
         frames = seq.frames[s.start : s.end]
         starts = np.broadcast_to(seq.frames[s.start], frames.shape)
         r = frame_rewards(model, frames, starts, cfg.batch_size, device)
-        cov = _coverage(seq)[s.start : s.end]
+        cov = np.asarray(seq.coverage[s.start : s.end], np.float64)
         segments.append({"bag": str(seq.bag), "start": s.start, "reward": r, "coverage": cov})
     results["task_segments"] = len(segments)
+    results["task_segments_succeeded"] = sum(s.succeeded for s in spans)
     long_enough = [g for g in segments if len(g["reward"]) >= 2]
     rises = [bool(g["reward"][-1] > g["reward"][0]) for g in long_enough]
     results["reward_rise_fraction"] = float(np.mean(rises)) if rises else float("nan")
@@ -152,7 +153,7 @@ def evaluate_ranking(model, sequences, section: RewardSection, out: Path, device
     results["coverage_frames"] = int(ok.sum())
     if ok.sum() >= 2:
         results["spearman_task_frames"] = spearman(r_all[ok], c_all[ok])
-    cov = np.concatenate([_coverage(s) for s in sequences])
+    cov = np.concatenate([np.asarray(s.coverage, np.float64) for s in sequences])
     every = np.concatenate(
         [frame_rewards(model, s.frames, None, cfg.batch_size, device) for s in sequences]
     )
@@ -228,12 +229,6 @@ DEFINITIONS = {
         "reward intent + bonus * milestone",
     },
 }
-
-
-def _coverage(seq) -> np.ndarray:
-    """Ground-truth goal coverage per step (NaN where the bag has none)."""
-    cov = getattr(seq, "coverage", None)
-    return np.full(len(seq), np.nan) if cov is None else np.asarray(cov, np.float64)
 
 
 def _plot_ranking(segments, r_all, c_all, results, count: int, path: Path) -> None:

@@ -22,7 +22,14 @@ from torch.utils.data import Dataset
 
 from dmo_ros.config import build
 from dmo_ros.errors import UserError
-from dmo_ros.rewards.encoder import Encoder, EncoderConfig, check_frames, mlp, to_model
+from dmo_ros.rewards.encoder import (
+    Encoder,
+    EncoderConfig,
+    check_frames,
+    mlp,
+    random_shift,
+    to_model,
+)
 
 KIND = "reward/intent"
 SAMPLES = 10**9  # a Dataset "length": item i is the frame a generator seeded by i picks
@@ -34,11 +41,14 @@ class IntentConfig:
     milestone_bonus: float = 1.0
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     hidden: list[int] = field(default_factory=lambda: [256])
+    augment_shift: int = 4  # training frames shifted by up to this many pixels (0: off)
 
     def validate(self) -> str | None:
         problem = self.encoder.validate(self.image_size, "intent.encoder")
         if problem:
             return problem
+        if self.augment_shift < 0:
+            return "intent.augment_shift must be >= 0"
         if not all(h > 0 for h in self.hidden) or self.milestone_bonus < 0.0:
             return "intent: hidden sizes must be positive and milestone_bonus >= 0"
         return None
@@ -83,7 +93,7 @@ class IntentReward(nn.Module):
 
     def forward(self, batch: dict[str, Tensor], generator: torch.Generator | None = None):
         """BCE on both labels; batch from `IntentFrames`."""
-        z = self.logits(to_model(batch["frame"]))
+        z = self.logits(random_shift(to_model(batch["frame"]), self.cfg.augment_shift, generator))
         target = torch.stack([batch["intent"], batch["milestone"]], -1).float()
         losses = F.binary_cross_entropy_with_logits(z, target, reduction="none").mean(0)
         loss = losses.sum()

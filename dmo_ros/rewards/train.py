@@ -10,6 +10,7 @@ resume, TensorBoard, DDP) is `training/loop.py`, as for the world model.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from dmo_ros.errors import UserError
 from dmo_ros.rewards import intent, ranking
 from dmo_ros.rewards.encoder import EncoderConfig
 from dmo_ros.rewards.goal import goal_images
-from dmo_ros.rewards.ranking import PairConfig, RankingSamples, Span, segment_spans
+from dmo_ros.rewards.ranking import PairConfig, RankingSamples, Span
 from dmo_ros.task import TaskConfig
 from dmo_ros.training import loop
 from dmo_ros.training.checkpoint import load_checkpoint, save_checkpoint
@@ -51,6 +52,7 @@ class IntentSection:
     milestone_bonus: float = 1.0
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     hidden: list[int] = field(default_factory=lambda: [256])
+    augment_shift: int = 4
 
 
 @dataclass
@@ -89,7 +91,7 @@ class Resolved:
             count = 1 if self.goals is None else len(self.goals)
             return ranking.RankingConfig(size, count, r.encoder, r.hidden, r.start_dropout)
         i = s.intent
-        return intent.IntentConfig(size, i.milestone_bonus, i.encoder, i.hidden)
+        return intent.IntentConfig(size, i.milestone_bonus, i.encoder, i.hidden, i.augment_shift)
 
     def make_model(self):
         cfg = self.model_config()
@@ -126,16 +128,17 @@ def resolve_config(config: str | Path, preset: str | None, sets: list[str] = ())
     return resolved
 
 
-def task_spans(sequences) -> list[Span]:
-    """Task segments: the runs of intent inside one play segment."""
+def task_spans(sequences, ground_truth: bool = False) -> list[Span]:
+    """The task segments (intent spans, play_data.task_segments) as ranking spans. Whether
+    one succeeded comes from its milestone (the operator's label) only, unless `ground_truth`
+    (evaluation): then also from the simulator's task/success."""
+    from dmo_ros.data.play_data import task_segments
+
     spans = []
-    for seg in segment_spans(sequences):
-        on = np.asarray(sequences[seg.seq].intent[seg.start : seg.end], int)
-        edges = np.flatnonzero(np.diff(np.r_[0, on, 0]))
-        spans += [
-            Span(seg.seq, seg.start + int(a), seg.start + int(b))
-            for a, b in zip(edges[::2], edges[1::2])
-        ]
+    for si, seq in enumerate(sequences):
+        if not ground_truth:
+            seq = dataclasses.replace(seq, success=np.zeros(len(seq), bool))
+        spans += [Span(si, s.start, s.end, s.succeeded) for s in task_segments(seq)]
     return spans
 
 
