@@ -4,6 +4,9 @@
 * `sim`: the simulated Push-T table renders the T exactly on its goal pose, with the pusher at
   rest at `renders` places on a ring of GOAL_RING m around the goal (clear of the T, whose
   farthest point is 0.121 m from its origin); the reward averages its score over them.
+  Measured (cpu ranking reward, held-out auto-play): where the pusher is hardly matters,
+  Spearman with coverage 0.926-0.927 for each single place, 0.927 for the average of 8 and
+  0.928 with the operator's own 30 success frames as goals.
 * a path: a PNG/JPEG file, or a folder of them (all used, averaged the same way). Take it with
   the task's own camera, as recorded: the T placed by hand exactly on the goal, the pusher
   (end-effector) lifted or moved out of the way; several photos with the arm resting at
