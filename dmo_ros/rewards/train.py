@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 from torch.utils.data import Dataset
 
-from dmo_ros.config import apply_overrides, apply_preset, build, config_path, load_yaml
+from dmo_ros.config import build
 from dmo_ros.errors import UserError
 from dmo_ros.rewards import intent, ranking
 from dmo_ros.rewards.encoder import EncoderConfig
@@ -29,9 +28,9 @@ from dmo_ros.rewards.ranking import PairConfig, RankingSamples, Span
 from dmo_ros.task import TaskConfig
 from dmo_ros.training import loop
 from dmo_ros.training.checkpoint import load_checkpoint, save_checkpoint
-from dmo_ros.training.device import resolve_preset
 from dmo_ros.training.logger import Progress
 from dmo_ros.training.loop import TrainConfig, Trainee
+from dmo_ros.training.run_folder import load_sections, open_run
 
 SECTION = "reward"
 
@@ -105,12 +104,7 @@ class Resolved:
 def resolve_config(config: str | Path, preset: str | None, sets: list[str] = ()) -> Resolved:
     """Task and reward sections of a config file after the preset and `--set` overrides; for
     a ranking reward also its goal images (a missing one is a UserError)."""
-    path = config_path(config)
-    source = str(path)
-    data = apply_overrides(apply_preset(load_yaml(path), preset, source), list(sets))
-    for key in ("task", SECTION):
-        if key not in data:
-            raise UserError(f"{source}: missing key '{key}'")
+    data, source = load_sections(config, preset, sets, ("task", SECTION))
     task = build(TaskConfig, data["task"], source, "task.")
     section = build(RewardSection, data[SECTION], source, f"{SECTION}.")
     resolved = Resolved(task, section, {"task": data["task"], SECTION: data[SECTION]}, source)
@@ -210,43 +204,20 @@ def load_data(bags: list[str], resolved: Resolved) -> tuple[Dataset, Dataset | N
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    bags = list(args.bags)
-    previous = load_yaml(out / "config.yaml") if (out / "config.yaml").is_file() else {}
-    if not bags and args.resume:
-        bags = previous.get("data", {}).get("bags", [])
-    if not bags:
-        raise UserError("--bags: give at least one play-data bag (or a folder of bags)")
-    if not args.resume and (out / "checkpoints" / "last.pt").exists():
-        raise UserError(f"{out}: already holds a trained run (pass --resume, or another --out)")
-    if args.resume and not args.preset and previous.get("preset"):
-        preset, why = previous["preset"], f"as recorded in {out / 'config.yaml'}"
-    else:
-        preset, why = resolve_preset(args.preset, args.device)
-    main = int(os.environ.get("RANK", "0")) == 0
-    resolved = resolve_config(args.config, preset, getattr(args, "set", []))
-    if main:
-        print(f"{resolved.section.kind} reward: preset {preset} ({why})", flush=True)
-    train_data, val_data = load_data(bags, resolved)
+    run_folder = open_run(args)
+    resolved = resolve_config(args.config, run_folder.preset, getattr(args, "set", []))
+    name = f"{resolved.section.kind} reward"
+    run_folder.announce(name)
+    train_data, val_data = load_data(run_folder.bags, resolved)
     cfg = resolved.section.train
-    data_info = {"bags": [str(b) for b in bags], "val_fraction": cfg.val_fraction, "seed": cfg.seed}
-    resolved.data = {"preset": preset, **resolved.data, "data": data_info}
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(resolved.data, sort_keys=False))
-    last = fit(
-        resolved,
-        train_data,
-        val_data,
-        out,
-        resume=args.resume,
-        device=args.device,
-        progress=getattr(args, "progress", None),
-    )
-    if main:
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items())
-        print(
-            f"{resolved.section.kind} reward: {cfg.steps} steps -> "
-            f"{out / 'checkpoints' / 'last.pt'} ({shown})"
-        )
+    data_info = {
+        "bags": [str(b) for b in run_folder.bags],
+        "val_fraction": cfg.val_fraction,
+        "seed": cfg.seed,
+    }
+    resolved.data = {"preset": run_folder.preset, **resolved.data, "data": data_info}
+    run_folder.write_config(resolved.data)
+    progress = getattr(args, "progress", None)
+    last = fit(resolved, train_data, val_data, run_folder.out, args.resume, args.device, progress)
+    run_folder.done(name, cfg.steps, last)
     return 0

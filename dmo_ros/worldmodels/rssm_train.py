@@ -12,24 +12,23 @@ as the episode start (the goal is the reward model's own: the task's goal image)
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch.utils.data import Dataset
 
-from dmo_ros.config import apply_overrides, apply_preset, build, config_path, load_yaml
+from dmo_ros.config import build
 from dmo_ros.data.play_data import PlaySequence
 from dmo_ros.errors import UserError
 from dmo_ros.task import TaskConfig
 from dmo_ros.training import loop
-from dmo_ros.training.device import autocast, resolve_preset
+from dmo_ros.training.device import autocast
 from dmo_ros.training.logger import Progress
 from dmo_ros.training.loop import TrainConfig, Trainee, collate, fixed_items
+from dmo_ros.training.run_folder import load_sections, open_run
 from dmo_ros.worldmodels.rssm import RSSM, RSSMConfig
 
 SECTION = "rssm"
@@ -77,12 +76,8 @@ class Resolved:
 
 
 def resolve_config(config: str | Path, preset: str | None, sets: list[str] = ()) -> Resolved:
-    path = config_path(config)
-    source = str(path)
-    data = apply_overrides(apply_preset(load_yaml(path), preset, source), list(sets))
-    for key in ("task", SECTION):
-        if key not in data:
-            raise UserError(f"{source}: missing key '{key}'")
+    """Task and RSSM sections of a config file, after the preset and `--set` overrides."""
+    data, source = load_sections(config, preset, sets, ("task", SECTION))
     task = build(TaskConfig, data["task"], source, "task.")
     section = build(RSSMSection, data[SECTION], source, f"{SECTION}.")
     model = section.model_config(task, source)
@@ -250,51 +245,28 @@ def load_data(bags, resolved: Resolved, reward) -> tuple[Dataset, Dataset | None
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    bags = list(args.bags)
-    previous = load_yaml(out / "config.yaml") if (out / "config.yaml").is_file() else {}
-    reward_run = args.reward or (previous.get("data", {}).get("reward") if args.resume else None)
-    if not bags and args.resume:
-        bags = previous.get("data", {}).get("bags", [])
-    if not bags:
-        raise UserError("--bags: give at least one play-data bag (or a folder of bags)")
+    run_folder = open_run(args)
+    reward_run = args.reward or (
+        run_folder.previous.get("data", {}).get("reward") if args.resume else None
+    )
     if not reward_run:
         raise UserError("--reward: give the trained reward run whose labels the RSSM learns")
-    if not args.resume and (out / "checkpoints" / "last.pt").exists():
-        raise UserError(f"{out}: already holds a trained run (pass --resume, or another --out)")
-    if args.resume and not args.preset and previous.get("preset"):
-        preset, why = previous["preset"], f"as recorded in {out / 'config.yaml'}"
-    else:
-        preset, why = resolve_preset(args.preset, args.device)
-    main = int(os.environ.get("RANK", "0")) == 0
-    if main:
-        print(f"rssm: preset {preset} ({why})", flush=True)
-    resolved = resolve_config(args.config, preset, getattr(args, "set", []))
+    run_folder.announce("rssm")
+    resolved = resolve_config(args.config, run_folder.preset, getattr(args, "set", []))
     from dmo_ros.rewards.interface import load_reward
 
     reward = load_reward(reward_run, resolved.task)
-    train_data, val_data = load_data(bags, resolved, reward)
+    train_data, val_data = load_data(run_folder.bags, resolved, reward)
     cfg = resolved.section.train
     data_info = {
-        "bags": [str(b) for b in bags],
+        "bags": [str(b) for b in run_folder.bags],
         "reward": str(reward_run),
         "val_fraction": cfg.val_fraction,
         "seed": cfg.seed,
     }
-    resolved.data = {"preset": preset, **resolved.data, "data": data_info}
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(resolved.data, sort_keys=False))
-    last = fit(
-        resolved,
-        train_data,
-        val_data,
-        out,
-        args.resume,
-        args.device,
-        getattr(args, "progress", None),
-    )
-    if main:
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items())
-        print(f"rssm: {cfg.steps} steps -> {out / 'checkpoints' / 'last.pt'} ({shown})")
+    resolved.data = {"preset": run_folder.preset, **resolved.data, "data": data_info}
+    run_folder.write_config(resolved.data)
+    progress = getattr(args, "progress", None)
+    last = fit(resolved, train_data, val_data, run_folder.out, args.resume, args.device, progress)
+    run_folder.done("rssm", cfg.steps, last)
     return 0

@@ -9,22 +9,21 @@ Several processes (GPUs, or CPU processes with gloo):
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch.utils.data import Dataset
 
-from dmo_ros.config import apply_overrides, apply_preset, build, config_path, load_yaml
+from dmo_ros.config import build
 from dmo_ros.errors import UserError
 from dmo_ros.task import TaskConfig
 from dmo_ros.training import loop
-from dmo_ros.training.device import autocast, resolve_preset
+from dmo_ros.training.device import autocast
 from dmo_ros.training.logger import Progress
 from dmo_ros.training.loop import TrainConfig, Trainee, collate, fixed_items
+from dmo_ros.training.run_folder import load_sections, open_run
 from dmo_ros.worldmodels.diamond import KIND, DiamondConfig, DiamondWorldModel, frames_to_model
 from dmo_ros.worldmodels.edm import EDMConfig
 from dmo_ros.worldmodels.sampler import SamplerConfig
@@ -74,12 +73,7 @@ class Resolved:
 
 def resolve_config(config: str | Path, preset: str | None, sets: list[str] = ()) -> Resolved:
     """Task and world-model sections of a config file, after the preset and `--set` overrides."""
-    path = config_path(config)
-    source = str(path)
-    data = apply_overrides(apply_preset(load_yaml(path), preset, source), list(sets))
-    for key in ("task", SECTION):
-        if key not in data:
-            raise UserError(f"{source}: missing key '{key}'")
+    data, source = load_sections(config, preset, sets, ("task", SECTION))
     task = build(TaskConfig, data["task"], source, "task.")
     section = build(WorldModelSection, data[SECTION], source, f"{SECTION}.")
     problem = section.model_config(task).validate()
@@ -143,40 +137,26 @@ def load_windows(bags: list[str], resolved: Resolved) -> tuple[Dataset, Dataset 
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    bags = list(args.bags)
-    previous = load_yaml(out / "config.yaml") if (out / "config.yaml").is_file() else {}
-    if not bags and args.resume:
-        bags = previous.get("data", {}).get("bags", [])
-    if not bags:
-        raise UserError("--bags: give at least one play-data bag (or a folder of bags)")
-    if not args.resume and (out / "checkpoints" / "last.pt").exists():
-        raise UserError(f"{out}: already holds a trained run (pass --resume, or another --out)")
-    if args.resume and not args.preset and previous.get("preset"):
-        preset, why = previous["preset"], f"as recorded in {out / 'config.yaml'}"
-    else:
-        preset, why = resolve_preset(args.preset, args.device)
-    main = int(os.environ.get("RANK", "0")) == 0
-    if main:
-        print(f"world model: preset {preset} ({why})", flush=True)
-    resolved = resolve_config(args.config, preset, getattr(args, "set", []))
-    train_data, val_data = load_windows(bags, resolved)
+    run_folder = open_run(args)
+    run_folder.announce("world model")
+    resolved = resolve_config(args.config, run_folder.preset, getattr(args, "set", []))
+    train_data, val_data = load_windows(run_folder.bags, resolved)
     cfg = resolved.section.train
-    data_info = {"bags": [str(b) for b in bags], "val_fraction": cfg.val_fraction, "seed": cfg.seed}
-    resolved.data = {"preset": preset, **resolved.data, "data": data_info}
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(resolved.data, sort_keys=False))
+    data_info = {
+        "bags": [str(b) for b in run_folder.bags],
+        "val_fraction": cfg.val_fraction,
+        "seed": cfg.seed,
+    }
+    resolved.data = {"preset": run_folder.preset, **resolved.data, "data": data_info}
+    run_folder.write_config(resolved.data)
     last = fit(
         resolved,
         train_data,
         val_data,
-        out,
+        run_folder.out,
         resume=args.resume,
         device=args.device,
         progress=getattr(args, "progress", None),
     )
-    if main:
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items())
-        print(f"world model: {cfg.steps} steps -> {out / 'checkpoints' / 'last.pt'} ({shown})")
+    run_folder.done("world model", cfg.steps, last)
     return 0
