@@ -85,7 +85,16 @@ def test_interface_shapes(size):
     assert m.reward(m.features(posts)).shape == (B, T)
     loss, logs = m.loss({"frames": frames, "actions": actions, "rewards": torch.randn(B, T)})
     assert loss.shape == () and all(isinstance(v, float) for v in logs.values())
-    keys = {"loss", "kl_dyn", "kl_rep", "kl", "prior_post_mse", "reward_loss", "recon_loss"}
+    keys = {
+        "loss",
+        "kl_dyn",
+        "kl_rep",
+        "kl",
+        "prior_post_mse",
+        "reward_loss",
+        "recon_loss",
+        "recon_mse",
+    }
     assert set(logs) == keys
     assert logs["loss"] == pytest.approx(loss.item())
     # without rewards and decoder those losses are off, and absent from the logs

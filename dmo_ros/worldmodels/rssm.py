@@ -343,7 +343,8 @@ class RSSM(nn.Module):
         rewards [B,T] (label of the state at t) and is_first [B,T].
 
         logs: loss, kl_dyn and kl_rep (the clipped terms), kl (raw KL(post || prior)),
-        prior_post_mse, and reward_loss / recon_loss where those losses are on.
+        prior_post_mse, and reward_loss / recon_loss (and recon_mse per pixel) where those
+        losses are on.
         """
         cfg = self.cfg
         frames, actions = batch["frames"], batch["actions"].float()
@@ -360,9 +361,13 @@ class RSSM(nn.Module):
             loss = loss + cfg.reward_scale * reward_loss
             terms["reward_loss"] = reward_loss
         if self.decoder is not None:
-            recon = (self.decode(feats).float() - to_model(frames)).square().mean()
+            # Summed over the pixels (a Gaussian log-likelihood, as DreamerV3): a per-pixel
+            # mean is 3*S*S times weaker against the KL, and the posterior then collapses
+            # onto the prior (measured: KL below free bits, reward not linearly decodable).
+            sq = (self.decode(feats).float() - to_model(frames)).square()
+            recon = sq.sum((-3, -2, -1)).mean()
             loss = loss + cfg.recon_scale * recon
-            terms["recon_loss"] = recon
+            terms["recon_loss"], terms["recon_mse"] = recon, sq.mean()
         terms["loss"] = loss
         values = torch.stack([v.detach().float() for v in terms.values()]).tolist()  # one sync
         return loss, dict(zip(terms, values))
