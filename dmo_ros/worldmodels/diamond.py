@@ -34,9 +34,18 @@ class DiamondConfig:
 
     def validate(self) -> str | None:
         """A one-line problem with this config, or None."""
-        problem = self.unet.validate("unet") or self.sampler.validate("sampler")
+        problem = (
+            self.unet.validate("unet")
+            or self.edm.validate("edm")
+            or self.sampler.validate("sampler")
+        )
         if problem:
             return problem
+        if self.sampler.context_noise > self.edm.context_noise_max:
+            return (
+                f"sampler.context_noise {self.sampler.context_noise} is above the training "
+                f"range edm.context_noise_max {self.edm.context_noise_max}"
+            )
         if self.context < 1 or self.action_dim < 1:
             return "context and action_dim must be positive"
         if self.image_size % self.unet.downsampling:
@@ -80,7 +89,13 @@ class DiamondWorldModel(nn.Module):
             raise ValueError(problem)
         self.cfg = cfg
         in_channels = 3 * (cfg.context + 1)  # past frames and the noisy next frame, on channels
-        net = UNet(cfg.unet, in_channels, 3, cfg.context * cfg.action_dim)
+        net = UNet(
+            cfg.unet,
+            in_channels,
+            3,
+            cfg.context * cfg.action_dim,
+            context_noise=cfg.edm.context_noise_max > 0,
+        )
         self.denoiser = Denoiser(net, cfg.edm)
 
     # -- training -----------------------------------------------------------------------

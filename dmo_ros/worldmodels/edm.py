@@ -5,6 +5,11 @@ c_in = 1/sqrt(σ_eff² + σ_data²)   c_skip = σ_data²/(σ_eff² + σ_data²)
 c_out = σ_eff·sqrt(c_skip)         c_noise = ln(σ_eff)/4
 D(x; σ) = c_skip·x + c_out·F(c_in·x, c_noise, past/σ_data, actions)
 loss = ‖F(...) - (x₀ - c_skip·x)/c_out‖²,  ln σ ~ N(-0.4, 1.2²) clipped to [2e-3, 20]
+
+Context-noise augmentation (GameNGen-style, against compounding error; off by default):
+with `context_noise_max` > 0, training adds Gaussian noise of a level τ ~ U[0, max] (one
+per sample) to the L past frames and gives F the level (c_context = τ/σ_data) through a
+second Fourier embedding; sampling adds a fixed level (`sampler.context_noise`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,14 @@ class EDMConfig:
     train_sigma_scale: float = 1.2
     train_sigma_min: float = 2e-3
     train_sigma_max: float = 20.0
+    # Context-noise augmentation: training noise level on the past frames ~ U[0, max] (in
+    # the [-1, 1] pixel scale), given to the network; 0 = off (no extra embedding).
+    context_noise_max: float = 0.0
+
+    def validate(self, where: str = "edm") -> str | None:
+        if self.context_noise_max < 0:
+            return f"{where}.context_noise_max must be >= 0, got {self.context_noise_max}"
+        return None
 
 
 @dataclass
@@ -61,17 +74,51 @@ class Denoiser(nn.Module):
         self.net = net
         self.cfg = cfg
 
-    def network(self, noisy: Tensor, sigma: Tensor, past: Tensor, actions: Tensor) -> Tensor:
-        """F's raw output (float32). noisy [B,3,H,W], past [B,L,3,H,W], actions [B,L,A]."""
+    @property
+    def context_noise(self) -> bool:
+        """Whether the network is conditioned on a context-noise level."""
+        return self.cfg.context_noise_max > 0
+
+    def network(
+        self,
+        noisy: Tensor,
+        sigma: Tensor,
+        past: Tensor,
+        actions: Tensor,
+        context_sigma: Tensor | None = None,
+    ) -> Tensor:
+        """F's raw output (float32). noisy [B,3,H,W], past [B,L,3,H,W], actions [B,L,A];
+        context_sigma [B]: the noise level already on `past` (None: clean)."""
         c = conditioners(sigma, self.cfg)
         x = torch.cat([_view(c.c_in) * noisy, past.flatten(1, 2) / self.cfg.sigma_data], dim=1)
-        return self.net(x, c.c_noise, actions).float()
+        c_context = None
+        if self.context_noise:
+            if context_sigma is None:
+                context_sigma = sigma.new_zeros(sigma.shape)
+            c_context = context_sigma / self.cfg.sigma_data
+        elif context_sigma is not None and bool((context_sigma != 0).any()):
+            raise ValueError("context noise on a model trained without it (edm.context_noise_max)")
+        return self.net(x, c.c_noise, actions, c_context).float()
 
-    def forward(self, noisy: Tensor, sigma: Tensor, past: Tensor, actions: Tensor) -> Tensor:
+    def forward(
+        self,
+        noisy: Tensor,
+        sigma: Tensor,
+        past: Tensor,
+        actions: Tensor,
+        context_sigma: Tensor | None = None,
+    ) -> Tensor:
         """The denoised estimate of the next frame, clamped to [-1, 1]."""
         c = conditioners(sigma, self.cfg)
-        out = self.network(noisy, sigma, past, actions)
+        out = self.network(noisy, sigma, past, actions, context_sigma)
         return (_view(c.c_skip) * noisy + _view(c.c_out) * out).clamp(-1, 1)
+
+    def noise_context(
+        self, past: Tensor, level: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """`past` [B,L,3,H,W] plus Gaussian noise of std `level` [B]."""
+        noise = torch.randn(past.shape, device=past.device, generator=generator)
+        return past + level[:, None, None, None, None] * noise
 
     def sample_training_sigma(
         self, n: int, device: torch.device, generator: torch.Generator | None = None
@@ -96,8 +143,14 @@ class Denoiser(nn.Module):
         )
         noise = torch.randn(target.shape, device=target.device, generator=generator)
         noisy = target + offset + _view(sigma) * noise
+        context_sigma = None
+        if self.context_noise:  # drawn after the frame noise: off, the old random stream
+            context_sigma = self.cfg.context_noise_max * torch.rand(
+                b, device=target.device, generator=generator
+            )
+            past = self.noise_context(past, context_sigma, generator)
         c = conditioners(sigma, self.cfg)
-        out = self.network(noisy, sigma, past, actions)
+        out = self.network(noisy, sigma, past, actions, context_sigma)
         goal = (target - _view(c.c_skip) * noisy) / _view(c.c_out)
         loss = F.mse_loss(out, goal)
         return loss, {"loss": loss.item()}

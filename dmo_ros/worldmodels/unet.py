@@ -1,11 +1,15 @@
 """The denoising UNet of the DIAMOND-style world model.
 
-Residual blocks without attention, each normalised by an adaptive GroupNorm whose
-scale and shift come from one conditioning vector: a Fourier embedding of the noise
-level plus a linear embedding of the L continuous actions, through an MLP. Every
+Residual blocks, each normalised by an adaptive GroupNorm whose scale and shift come
+from one conditioning vector: a Fourier embedding of the noise level plus a linear
+embedding of the L continuous actions (plus, with context-noise augmentation, a second
+Fourier embedding of the noise level added to the past frames), through an MLP. Every
 block therefore sees the actions. An optional patchify stem (space-to-depth, and
 depth-to-space at the head) runs the whole network at 1/2 or 1/4 resolution for cheap CPU
-models.
+models. Optional multi-head self-attention (adaptive GroupNorm, attention, zero-initialised
+output projection, residual) after the two mid blocks (`mid_attention`, as DIAMOND's UNet)
+and after the res-blocks of chosen levels (`attention`, one flag per level). All options
+off, the network and its parameter names are the ones of the first version.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ class UNetConfig:
     depths: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
     cond_channels: int = 256
     stem_stride: int = 1  # 2 or 4: patchify stem, feature maps that many times smaller
+    mid_attention: bool = False  # self-attention after each of the two mid blocks
+    attention: list[bool] = field(default_factory=list)  # per level (down and up); [] = none
+    attention_head_dim: int = 8  # heads = channels // head_dim (DIAMOND: 8)
 
     def validate(self, where: str = "unet") -> str | None:
         """A one-line problem with this config, or None."""
@@ -37,7 +44,17 @@ class UNetConfig:
             return f"{where}.cond_channels must be even, got {self.cond_channels}"
         if self.stem_stride not in (1, 2, 4):
             return f"{where}.stem_stride must be 1, 2 or 4, got {self.stem_stride}"
+        if self.attention and len(self.attention) != len(self.channels):
+            return (
+                f"{where}.attention needs one flag per level ({len(self.channels)}), "
+                f"got {len(self.attention)} (or [] for none)"
+            )
+        if self.attention_head_dim < 1:
+            return f"{where}.attention_head_dim must be positive"
         return None
+
+    def attention_at(self, level: int) -> bool:
+        return bool(self.attention) and bool(self.attention[level])
 
     @property
     def downsampling(self) -> int:
@@ -93,16 +110,67 @@ class ResBlock(nn.Module):
         return self.skip(x) + h
 
 
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over the H·W positions of a feature map, residual.
+
+    Pre-normalised by an adaptive GroupNorm (so it is conditioned like the res-blocks);
+    the output projection starts at zero, so a new block starts as the identity.
+    """
+
+    def __init__(self, channels: int, cond_channels: int, head_dim: int = 8):
+        super().__init__()
+        self.heads = max(1, channels // head_dim)
+        while channels % self.heads:
+            self.heads -= 1
+        self.norm = AdaGroupNorm(channels, cond_channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.out = nn.Conv2d(channels, channels, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        qkv = self.qkv(self.norm(x, cond)).reshape(b, 3, self.heads, c // self.heads, h * w)
+        q, k, v = qkv.transpose(-1, -2).unbind(1)  # each [B, heads, HW, c/heads]
+        y = F.scaled_dot_product_attention(q, k, v)
+        y = y.transpose(-1, -2).reshape(b, c, h, w)
+        return x + self.out(y)
+
+
+class AttnResBlock(nn.Module):
+    """A ResBlock followed by self-attention (only used where attention is switched on)."""
+
+    def __init__(self, in_channels: int, out_channels: int, cond_channels: int, head_dim: int):
+        super().__init__()
+        self.res = ResBlock(in_channels, out_channels, cond_channels)
+        self.attn = SelfAttention(out_channels, cond_channels, head_dim)
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        return self.attn(self.res(x, cond), cond)
+
+
+def _block(cin: int, cout: int, cond: int, attention: bool, head_dim: int) -> nn.Module:
+    return AttnResBlock(cin, cout, cond, head_dim) if attention else ResBlock(cin, cout, cond)
+
+
 class UNet(nn.Module):
     """Maps (noisy frame ‖ past frames, noise level, past actions) to the EDM network output."""
 
-    def __init__(self, cfg: UNetConfig, in_channels: int, out_channels: int, action_inputs: int):
+    def __init__(
+        self,
+        cfg: UNetConfig,
+        in_channels: int,
+        out_channels: int,
+        action_inputs: int,
+        context_noise: bool = False,
+    ):
         super().__init__()
         problem = cfg.validate()
         if problem:
             raise ValueError(problem)
         self.cfg = cfg
         ch, cond = cfg.channels, cfg.cond_channels
+        hd = cfg.attention_head_dim
         self.noise_emb = FourierFeatures(cond)
         self.action_emb = nn.Linear(action_inputs, cond)
         self.cond_mlp = nn.Sequential(nn.Linear(cond, cond), nn.SiLU(), nn.Linear(cond, cond))
@@ -122,16 +190,19 @@ class UNet(nn.Module):
                 self.downsample.append(nn.Conv2d(c_prev, c_prev, 3, stride=2, padding=1))
             blocks = nn.ModuleList()
             for _ in range(n):
-                blocks.append(ResBlock(c_prev, c, cond))
+                blocks.append(_block(c_prev, c, cond, cfg.attention_at(i), hd))
                 c_prev = c
             self.down.append(blocks)
-        self.mid = nn.ModuleList([ResBlock(c_prev, c_prev, cond) for _ in range(2)])
+        self.mid = nn.ModuleList(
+            [_block(c_prev, c_prev, cond, cfg.mid_attention, hd) for _ in range(2)]
+        )
         self.up = nn.ModuleList()
         self.upsample = nn.ModuleList()
         for i in reversed(range(len(ch))):
             blocks = nn.ModuleList()
             for _ in range(cfg.depths[i]):
-                blocks.append(ResBlock(c_prev + ch[i], ch[i], cond))  # + the skip of the way down
+                # + the skip of the way down
+                blocks.append(_block(c_prev + ch[i], ch[i], cond, cfg.attention_at(i), hd))
                 c_prev = ch[i]
             self.up.append(blocks)
             if i > 0:
@@ -150,9 +221,22 @@ class UNet(nn.Module):
             self.pixel_skip = nn.Linear(cond, out_channels * in_channels)
             nn.init.zeros_(self.pixel_skip.weight)
             nn.init.zeros_(self.pixel_skip.bias)
+        # Context-noise augmentation: the level of the noise on the past frames, as a second
+        # Fourier embedding (created last, so that the other weights draw the same numbers).
+        self.context_noise_emb = FourierFeatures(cond) if context_noise else None
 
-    def forward(self, x: Tensor, c_noise: Tensor, actions: Tensor) -> Tensor:
-        cond = self.cond_mlp(self.noise_emb(c_noise) + self.action_emb(actions.flatten(1)))
+    def forward(
+        self, x: Tensor, c_noise: Tensor, actions: Tensor, c_context: Tensor | None = None
+    ) -> Tensor:
+        """c_context [B]: the context-noise level (only with context_noise; None means 0)."""
+        emb = self.noise_emb(c_noise) + self.action_emb(actions.flatten(1))
+        if self.context_noise_emb is not None:
+            if c_context is None:
+                c_context = c_noise.new_zeros(c_noise.shape)
+            emb = emb + self.context_noise_emb(c_context)
+        elif c_context is not None:
+            raise ValueError("a context-noise level for a UNet built without context_noise")
+        cond = self.cond_mlp(emb)
         if self.head.weight.is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)
         h = self.stem(x)
