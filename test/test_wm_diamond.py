@@ -325,3 +325,15 @@ def test_the_config_file_takes_the_new_keys():
     r = resolve_config("pusht.yaml", "cpu", sets)
     assert r.section.unet.attention == [False, False, True] and r.section.unet.mid_attention
     assert r.section.edm.context_noise_max == 0.3 and r.section.sampler.context_noise == 0.1
+
+
+def test_attention_matmul_path_matches_the_fused_kernel(monkeypatch):
+    import dmo_ros.worldmodels.unet as unet
+
+    torch.manual_seed(0)
+    block = SelfAttention(32, 16, head_dim=8)
+    torch.nn.init.normal_(block.out.weight, std=0.2)
+    x, cond = torch.randn(2, 32, 4, 4), torch.randn(2, 16)
+    matmul = block(x, cond)
+    monkeypatch.setattr(unet, "MATMUL_ATTENTION_MAX_TOKENS", 0)
+    assert torch.allclose(block(x, cond), matmul, atol=1e-5)
