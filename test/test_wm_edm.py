@@ -38,7 +38,7 @@ class IdealNet(torch.nn.Module):
         super().__init__()
         self.sd = cfg.sigma_data
 
-    def forward(self, x, c_noise, actions):
+    def forward(self, x, c_noise, actions, c_context=None):
         s = (4 * c_noise).exp()[:, None, None, None]
         total = s**2 + self.sd**2
         c_skip, noisy = self.sd**2 / total, x[:, :3] * total.sqrt()
