@@ -20,6 +20,7 @@ The issue's floor for DMO-SAPO: >= 100 imagined frames/s at batch 32 on 2 cores.
     python bench/world_model_variants.py                 # 1 thread, all variants
     python bench/world_model_variants.py --threads 2     # the 2-thread column (quiet cores!)
     python bench/world_model_variants.py --commands      # print the training commands only
+    python bench/world_model_variants.py --report --note2 "..."  # rewrite table/JSON/PNG
 
 Rows merge into bench/results/world_model_variants.json (a rerun replaces the rows it
 measures), then the table, the PNG and the commands are written from all rows.
@@ -221,7 +222,7 @@ def estimates(rows: list[dict]) -> dict[str, dict]:
 
 
 def fmt(x, spec: str) -> str:
-    return "-" if x is None else format(x, spec)
+    return "-".rjust(int(spec.split(".")[0])) if x is None else format(x, spec)
 
 
 def print_table(table: dict[str, dict], note2: str) -> None:
@@ -305,6 +306,7 @@ def main() -> int:
     p.add_argument("--no-train", action="store_true", help="imagination only")
     p.add_argument("--commands", action="store_true", help="print the training commands, exit")
     p.add_argument("--note2", help="why the 2-thread column is missing (kept in the JSON)")
+    p.add_argument("--report", action="store_true", help="measure nothing: table, JSON, PNG")
     args = p.parse_args()
     if args.commands:
         for v in VARIANTS:
@@ -314,7 +316,7 @@ def main() -> int:
     old = json.loads(JSON.read_text()) if JSON.exists() else {}
     rows = old.get("rows", [])
     modes = ["imagine"] + ([] if args.no_train or args.threads != 1 else ["train"])
-    for v in args.only or VARIANTS:
+    for v in [] if args.report else args.only or VARIANTS:
         for mode in modes:
             row = child(v, mode, args.threads)
             row["measured_at"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
