@@ -337,3 +337,18 @@ def test_attention_matmul_path_matches_the_fused_kernel(monkeypatch):
     matmul = block(x, cond)
     monkeypatch.setattr(unet, "MATMUL_ATTENTION_MAX_TOKENS", 0)
     assert torch.allclose(block(x, cond), matmul, atol=1e-5)
+
+
+def test_a_variant_round_trips_through_its_checkpoint_config():
+    m = variant(
+        unet={"mid_attention": True, "attention": [False, True]},
+        edm={"context_noise_max": 0.3},
+        sampler={"context_noise": 0.1},
+    )
+    again = DiamondWorldModel(DiamondConfig.from_dict(m.cfg.to_dict())).eval()
+    again.load_state_dict(m.state_dict())  # strict: the same parameter names
+    frames, actions = context()
+    a = torch.full((3, A), 0.3)
+    f1, _ = m.step(m.init(frames, actions), a, generator=torch.Generator().manual_seed(0))
+    f2, _ = again.step(again.init(frames, actions), a, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(f1, f2)
