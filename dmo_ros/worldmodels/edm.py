@@ -98,6 +98,8 @@ class Denoiser(nn.Module):
             c_context = context_sigma / self.cfg.sigma_data
         elif context_sigma is not None and bool((context_sigma != 0).any()):
             raise ValueError("context noise on a model trained without it (edm.context_noise_max)")
+        if c_context is None:  # off: the network's call as before the option existed
+            return self.net(x, c.c_noise, actions).float()
         return self.net(x, c.c_noise, actions, c_context).float()
 
     def forward(
