@@ -20,11 +20,12 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
-from dmo_ros.config import apply_preset, config_path, load_yaml
+from dmo_ros.config import apply_preset, build, config_path, load_yaml
 from dmo_ros.errors import UserError
-from dmo_ros.task import robot_name
+from dmo_ros.task import TaskConfig, robot_name
 
 # Simulated seconds of play data per preset: (training bag, held-out bag).
 PLAY_SECONDS = {"tiny": (60.0, 30.0), "cpu": (1800.0, 300.0), "paper": (7200.0, 600.0)}
@@ -74,9 +75,18 @@ def run_problem(model: Path, preset: str, train_bag: Path) -> str | None:
         return "a checkpoint without a readable config.yaml"
     if saved.get("preset") != preset:
         return f"a run of preset {saved.get('preset')}, this demo trains preset {preset}"
+    from dmo_ros.worldmodels.train import WorldModelSection
+
     expected = apply_preset(load_yaml(config_path(WM_CONFIG)), preset, WM_CONFIG)
-    for key in ("task", "world_model"):
-        if saved.get(key) != expected.get(key):
+    for key, cls in (("task", TaskConfig), ("world_model", WorldModelSection)):
+        # compared with defaults filled in: a key added since (at its default) is no change
+        try:
+            same = asdict(build(cls, saved.get(key), "saved")) == asdict(
+                build(cls, expected.get(key), WM_CONFIG)
+            )
+        except UserError:
+            same = False
+        if not same:
             return f"its {key} settings are not those of {WM_CONFIG} at preset {preset}"
     bags = (saved.get("data") or {}).get("bags")
     if bags != [str(train_bag)]:

@@ -107,6 +107,9 @@ def test_a_run_is_resumed_only_by_the_demo_that_made_it(tmp_path):
     assert run_problem(model, "cpu", train) == "a run of preset tiny, this demo trains preset cpu"
     assert "trained on" in run_problem(model, "tiny", tmp_path / "other")
     saved = yaml.safe_load((model / "config.yaml").read_text())
+    del saved["world_model"]["unet"]["mid_attention"]  # a run from before the key, at its default
+    (model / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert run_problem(model, "tiny", train) is None
     saved["world_model"]["context"] += 1  # another model than this preset's
     (model / "config.yaml").write_text(yaml.safe_dump(saved))
     assert "world_model settings" in run_problem(model, "tiny", train)
