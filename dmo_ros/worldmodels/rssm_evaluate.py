@@ -166,15 +166,13 @@ def _plot(metrics: dict, path: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     file = resolve_checkpoint(args.model)
-    from dmo_ros.training.checkpoint import load_checkpoint
-
-    config = load_checkpoint(file, kind="rssm").get("config", {})
+    model, ckpt = load_rssm(file, None, device)  # the task it was trained for
+    config = ckpt["config"]
+    task = build(TaskConfig, config["task"], str(file), "task.")
     try:
-        task = build(TaskConfig, config["task"], str(file), "task.")
         section = build(RSSMSection, config[SECTION], str(file), f"{SECTION}.")
     except KeyError:
         raise UserError(f"{file}: checkpoint lacks its training config") from None
-    model, ckpt = load_rssm(file, task, device)
     sequences = wm_eval.held_out(ckpt, list(args.bags), task)
     bf16 = use_bf16(section.train.bf16, device)
     if section.train.threads > 0:

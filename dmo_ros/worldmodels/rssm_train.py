@@ -204,12 +204,18 @@ class Finetune:
         return {k: v / max(1, steps) for k, v in sums.items()}
 
 
-def load_rssm(path: str | Path, task: TaskConfig, device: torch.device) -> tuple[RSSM, dict]:
-    """The EMA weights of a trained RSSM run (folder or checkpoint) for `task`."""
+def load_rssm(path: str | Path, task: TaskConfig | None, device: torch.device) -> tuple[RSSM, dict]:
+    """The EMA weights of a trained RSSM run (folder or checkpoint) for `task` (None: the
+    task it was trained for, from its config) and the checkpoint."""
     from dmo_ros.training.checkpoint import load_checkpoint, resolve_checkpoint
 
     file = resolve_checkpoint(path)
-    ckpt = load_checkpoint(file, kind=KIND, task=task.name)
+    ckpt = load_checkpoint(file, kind=KIND, task=None if task is None else task.name)
+    if task is None:
+        try:
+            task = build(TaskConfig, ckpt["config"]["task"], str(file), "task.")
+        except KeyError:
+            raise UserError(f"{file}: checkpoint lacks its training config") from None
     cfg = RSSMConfig.from_dict(ckpt["model_config"], str(file))
     if cfg.image_size != task.image_size or cfg.action_dim != task.action_dim:
         raise UserError(
