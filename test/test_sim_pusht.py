@@ -110,3 +110,47 @@ def test_make_sim_and_bad_options():
         make_sim("pusht", colour="red")
     with pytest.raises(UserError, match="substep_hz"):
         PushTTable(substep_hz=20)
+
+
+def _t_gap(table: PushTTable) -> float:
+    """Distance (m) from the end-effector's edge to the T."""
+    ee = tuple(table.ee * 1000.0)
+    gap = min(s.point_query(ee).distance for s in table._t_shapes)
+    return (gap - table._agent_shape.radius) / 1000.0
+
+
+def test_near_start_is_near_the_goal_uncovered_and_free():
+    table = PushTTable(seed=0)
+    position, angle = 0.1, np.radians(30.0)
+    objects = []
+    for seed in range(40):
+        _obs, gt = table.reset(seed=seed, options={"near": (position, angle)})
+        dx, dy, dtheta = gt["object"] - gt["goal"]
+        assert np.hypot(dx, dy) <= position * 0.512 + 1e-9
+        assert abs((dtheta + np.pi) % (2 * np.pi) - np.pi) <= angle + 1e-9
+        assert gt["coverage"] < 0.95 and not gt["success"]
+        assert not gt["contact"] and _t_gap(table) >= 0.004
+        assert np.all(gt["ee"] >= table.workspace_low) and np.all(gt["ee"] <= table.workspace_high)
+        objects.append(gt["object"])
+    objects = np.array(objects)
+    # spread over the allowed range, not collapsed onto the goal
+    assert np.ptp(objects[:, 0]) > 0.05 and np.ptp(objects[:, 2]) > np.radians(30.0)
+    # the pusher is anywhere on the board, not only near the T
+    ees = np.array(
+        [table.reset(seed=s, options={"near": (position, angle)})[1]["ee"] for s in range(20)]
+    )
+    assert np.ptp(ees[:, 0]) > 0.25 and np.ptp(ees[:, 1]) > 0.25
+
+
+def test_near_start_is_seeded_and_refuses_mixed_options():
+    a, b = PushTTable(), PushTTable()
+    ga = a.reset(seed=5, options={"near": (0.1, 0.5)})[1]
+    gb = b.reset(seed=5, options={"near": (0.1, 0.5)})[1]
+    assert np.allclose(ga["object"], gb["object"]) and np.allclose(ga["ee"], gb["ee"])
+    gc = a.reset(seed=6, options={"near": (0.1, 0.5)})[1]
+    assert not np.allclose(ga["object"], gc["object"])
+    # a zero range puts the T on the goal: covered, so no valid start exists
+    with pytest.raises(ValueError, match="no near start"):
+        a.reset(seed=1, options={"near": (0.0, 0.0)})
+    with pytest.raises(ValueError, match="near"):
+        a.reset(seed=1, options={"near": (0.1, 0.5), "ee": (0.1, 0.1)})

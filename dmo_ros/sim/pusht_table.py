@@ -35,6 +35,8 @@ SUCCESS_COVERAGE = 0.95  # gym-pusht's criterion
 WORKSPACE_MARGIN = 0.025  # m, end-effector centre to the board's edge: wall 7 + agent 15 + 3 mm
 AGENT_MASS = 100.0  # gym-pusht's T has mass 1
 MAX_LAG = 0.06  # m, how far the end-effector may lag its target
+NEAR_CLEARANCE = 0.005  # m, near starts: end-effector edge to the T, so it starts free
+NEAR_TRIES = 1000  # near starts: redraws before giving up (a handful suffice in practice)
 SOLVER_ITERATIONS = 30
 OVERLAP_CORRECTION = 0.6  # fraction of a contact overlap pymunk removes per 1/60 s
 PHYSICS_DT_MAX = 0.01  # gym-pusht's physics step; finer substeps keep it, coarser ones split
@@ -120,7 +122,8 @@ class PushTTable(gym.Env):
     # --- gymnasium API -------------------------------------------------------------------
     def reset(self, seed: int | None = None, options: dict | None = None):
         """Seeded random scene (gym-pusht's distribution); options may pin "ee" (x, y) and
-        "object" (x, y, theta) in metres / radians."""
+        "object" (x, y, theta) in metres / radians, or draw a start near the goal with
+        "near": (position, angle) (see `_place_near`; not with "ee" / "object")."""
         if seed is None and not self._reset_once:
             seed = self._seed
         self._reset_once = True
@@ -134,9 +137,13 @@ class PushTTable(gym.Env):
         self._t_local = [np.array(s.get_vertices(), dtype=np.float64) for s in self._t_shapes]
         self._t_reach = max(float(np.linalg.norm(v, axis=1).max()) for v in self._t_local)
         options = options or {}
-        unknown = set(options) - {"ee", "object"}
+        unknown = set(options) - {"ee", "object", "near"}
         if unknown:
             raise ValueError(f"PushTTable.reset: unknown option(s) {sorted(unknown)}")
+        if "near" in options:
+            if {"ee", "object"} & set(options):
+                raise ValueError('PushTTable.reset: "near" draws "ee" and "object" itself')
+            options = self._place_near(*options["near"])
         if "object" in options:
             x, y, theta = (float(v) for v in options["object"])
             self._block.angle = theta  # angle first: setting it later would rotate about the CoG
@@ -253,6 +260,32 @@ class PushTTable(gym.Env):
         self._env.agent.velocity = (0.0, 0.0)
         self._target = xy.copy()
         self.substep_ee[:] = xy
+
+    def _place_near(self, position: float, angle: float) -> dict:
+        """Draw (seeded by the reset) the near-goal start as "object" / "ee" reset options:
+        the T uniformly within `position` x board size (a disc) of the goal position and
+        within +-`angle` (radians) of the goal angle, the end-effector anywhere on the
+        workspace at least NEAR_CLEARANCE from the T, and the goal not yet covered."""
+        if not (position >= 0.0 and angle >= 0.0):
+            raise ValueError(f"PushTTable.reset: near {(position, angle)} must be >= 0")
+        rng, board = self.np_random, BOARD_UNITS / UNITS_PER_M
+        gx, gy, gtheta = np.asarray(self._env.goal_pose, dtype=np.float64)
+        clearance = self._agent_shape.radius + NEAR_CLEARANCE * UNITS_PER_M  # board units
+        for _ in range(NEAR_TRIES):
+            r = position * board * np.sqrt(rng.uniform())  # sqrt: uniform over the disc
+            phi = rng.uniform(0.0, 2.0 * np.pi)
+            x, y = gx / UNITS_PER_M + r * np.cos(phi), gy / UNITS_PER_M + r * np.sin(phi)
+            pose = (x, y, _wrap(gtheta + rng.uniform(-angle, angle)))
+            self._block.angle, self._block.position = pose[2], (x * UNITS_PER_M, y * UNITS_PER_M)
+            self._env.space.reindex_shapes_for_body(self._block)
+            if self._get_coverage() >= SUCCESS_COVERAGE:
+                continue
+            for _ in range(NEAR_TRIES):
+                ee = rng.uniform(self.workspace_low, self.workspace_high)
+                gap = min(s.point_query(tuple(ee * UNITS_PER_M)).distance for s in self._t_shapes)
+                if gap >= clearance:
+                    return {"object": pose, "ee": ee}
+        raise ValueError(f"PushTTable.reset: no near start found for near {(position, angle)}")
 
     def _solid_walls(self) -> list[pymunk.Poly]:
         """Blocks behind gym-pusht's walls, which are 4 mm segments: a T corner pressed past a
