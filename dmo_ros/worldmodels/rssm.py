@@ -290,9 +290,14 @@ class RSSM(nn.Module):
     def observe(self, state: State, action: Tensor, embed: Tensor) -> tuple[State, State]:
         """One filter step on the frame embedded as `embed`: (posterior, prior)."""
         prior = self.imagine(state, action)
+        return self.posterior(prior, embed), prior
+
+    def posterior(self, prior: State, embed: Tensor, mode: bool = False) -> State:
+        """The filter's correction of a prior step on the frame embedded as `embed` (the same
+        deter; mode: the most likely stoch instead of a sample, for a deterministic policy)."""
         deter = prior["deter"]
         logits = self._logits(self.post_head(torch.cat([deter, embed.to(deter.dtype)], -1)))
-        return {"deter": deter, "stoch": self._sample(logits), "logits": logits}, prior
+        return {"deter": deter, "stoch": self._sample(logits, mode), "logits": logits}
 
     def features(self, state: State) -> Tensor:
         return torch.cat([state["deter"], state["stoch"]], -1)
