@@ -23,7 +23,7 @@ RUNNERS: dict[tuple[str, str | None], str | None] = {
     ("train", "world-model"): "dmo_ros.worldmodels.train:run",
     ("train", "reward"): "dmo_ros.rewards.train:run",
     ("train", "rssm"): "dmo_ros.worldmodels.rssm_train:run",
-    ("train", "policy"): None,
+    ("train", "policy"): "dmo_ros.rl.train:run",
     ("eval", "world-model"): "dmo_ros.worldmodels.evaluate:run",
     ("eval", "reward"): "dmo_ros.rewards.evaluate:run",
     ("eval", "rssm"): "dmo_ros.worldmodels.rssm_evaluate:run",
@@ -117,7 +117,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--reward",
         metavar="DIR",
-        help="rssm: the trained reward whose labels its reward head learns (models/<run>)",
+        help="rssm, policy: the trained global reward (models/<run>); policy: or 'sim', the "
+        "simulator's goal coverage (with --forward sim)",
+    )
+    p.add_argument(
+        "--algo", choices=("dmo", "ppo", "nodiff"), default="dmo", help="policy: the learner"
+    )
+    p.add_argument(
+        "--forward",
+        choices=("global", "sim"),
+        default="global",
+        help="policy: the forward model, the diffusion world model or the simulated robot",
+    )
+    p.add_argument("--world-model", metavar="DIR", help="policy: the global world model run")
+    p.add_argument("--rssm", metavar="DIR", help="policy: the pretrained RSSM run")
+    p.add_argument(
+        "--variant",
+        choices=("near", "full"),
+        default="near",
+        help="policy: the task's start variant (near: the T close to its goal)",
     )
 
     p = sub.add_parser(
