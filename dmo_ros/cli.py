@@ -27,7 +27,7 @@ RUNNERS: dict[tuple[str, str | None], str | None] = {
     ("eval", "world-model"): "dmo_ros.worldmodels.evaluate:run",
     ("eval", "reward"): "dmo_ros.rewards.evaluate:run",
     ("eval", "rssm"): "dmo_ros.worldmodels.rssm_evaluate:run",
-    ("eval", "policy"): None,
+    ("eval", "policy"): "dmo_ros.rl.evaluate:run",
     ("deploy", None): None,
     ("replay", None): "dmo_ros.nodes.bag_replay:run",
     ("bag", "info"): "dmo_ros.data.bag_tools:info",
@@ -38,8 +38,6 @@ RUNNERS: dict[tuple[str, str | None], str | None] = {
 }
 
 ROADMAP = {
-    ("train", "policy"): "DMO-SAPO",
-    ("eval", "policy"): "DMO-SAPO",
     ("deploy", None): "Deployment",
 }
 
@@ -152,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--bags", nargs="+", default=[], metavar="DIR", help="held-out bag folders")
     p.add_argument("--out", metavar="DIR", help="where to write (default: <model>/eval)")
+    p.add_argument("--robot", choices=ROBOTS, default="pusht", help="policy: the simulated robot")
+    p.add_argument("--episodes", type=int, help="policy: episodes (default: policy.eval.episodes)")
+    p.add_argument("--variant", choices=("near", "full"), help="policy: start variant (near)")
+    p.add_argument("--seed", type=int, help="policy: seed of the first episode's scene")
+    p.add_argument("--config", help="policy: task config (default: the robot's)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
 
     p = sub.add_parser(
