@@ -53,6 +53,15 @@ def test_sim_run_writes_its_folder_and_an_agent_that_acts(tmp_path, capsys):
     assert result["episodes"] == 2 and 0.0 <= result["success_rate"] <= 1.0
 
 
+def test_ppo_and_dmo_runs_count_their_world_model_samples(tmp_path):
+    assert train(tmp_path / "ppo", "--algo", "ppo") == 0
+    ckpt = load_checkpoint(tmp_path / "ppo", kind="policy")
+    assert ckpt["config"]["algo"] == "ppo" and ckpt["samples"] == 3 * 2 * 6  # ppo.horizon 6
+    agent, _ = load_agent(tmp_path / "ppo", task_for_robot("pusht"), torch.device("cpu"))
+    agent.reset(1)
+    assert agent.act(torch.zeros(1, 64, 64, 3, dtype=torch.uint8)).shape == (1, 2)
+
+
 def test_resume_continues_exactly(tmp_path):
     sets = ["--set", "policy.epochs=4"]
     assert train(tmp_path / "straight", *sets) == 0
@@ -71,7 +80,7 @@ def test_resume_continues_exactly(tmp_path):
     "flags, words",
     [
         (["--forward", "global", "--world-model", "m", "--reward", "sim"], "--reward sim"),
-        (["--forward", "sim", "--algo", "ppo", "--reward", "sim"], "not built yet"),
+        (["--forward", "sim", "--algo", "nodiff", "--reward", "sim"], "nodiff"),
         (["--forward", "global", "--reward", "models/r", "--bags", "b"], "--world-model"),
         (["--forward", "sim"], "--reward"),
     ],

@@ -18,7 +18,7 @@ prior is the forward model as well. The learner code is the same for all of them
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -27,74 +27,18 @@ from torch import Tensor
 
 from dmo_ros.config import build
 from dmo_ros.errors import UserError
+from dmo_ros.rl.config import PolicySection
 from dmo_ros.rl.imagination import Trajectory, unroll
 from dmo_ros.rl.policy import Actor, ActorConfig, CriticConfig, Critics
 from dmo_ros.rl.replay import ReplayBuffer
-from dmo_ros.rl.sapo import AlphaConfig, actor_loss, alpha_loss, entropy_bonus, lambda_returns
+from dmo_ros.rl.sapo import actor_loss, alpha_loss, entropy_bonus, lambda_returns
 from dmo_ros.worldmodels.rssm import RSSM, RSSMConfig
 from dmo_ros.worldmodels.rssm_train import Finetune
 
 KIND = "policy"
-SECTION = "policy"
 ALGOS = ("dmo", "nodiff", "ppo")
 SIM_CONTEXT = 4  # frames the RSSM filters before a simulated episode (the scene at rest)
 BETAS = (0.7, 0.95)  # SAPO's AdamW betas
-
-
-@dataclass
-class FinetuneConfig:
-    finetune_steps: int  # RSSM updates per epoch (Algorithm 1's model mini-epochs)
-    batch_size: int
-    window: int
-    lr: float
-    grad_clip: float
-    replay_capacity: int  # steps
-
-
-@dataclass
-class NearConfig:
-    position: float  # fraction of the board
-    angle_deg: float
-    steps: int
-
-
-@dataclass
-class FullConfig:
-    steps: int
-
-
-@dataclass
-class Variants:
-    near: NearConfig
-    full: FullConfig
-
-
-@dataclass
-class PolicyEvalConfig:
-    episodes: int
-    batch: int
-    seed: int
-    every: int  # epochs between evaluations in the simulated robot (the learning curve)
-
-
-@dataclass
-class PolicySection:
-    horizon: int
-    batch: int
-    epochs: int
-    gamma: float
-    lam: float
-    actor: ActorConfig
-    critic: CriticConfig
-    alpha: AlphaConfig
-    rssm: FinetuneConfig
-    variants: Variants
-    eval: PolicyEvalConfig
-    seed: int
-    log_every: int
-    checkpoint_every: int
-    start_quantile: float = 0.9  # near, bag starts: last frame's learned reward in this top part
-    threads: int = 1  # CPU threads for torch (see world_model.train.threads)
 
 
 def networks(model_config: dict[str, Any], source: str) -> tuple[RSSM, Actor, Critics]:
@@ -126,6 +70,10 @@ class Learner:
         self.replay = ReplayBuffer(r.replay_capacity, r.window)
         self.generator = torch.Generator().manual_seed(cfg.seed)
 
+    @property
+    def horizon(self) -> int:
+        return self.cfg.horizon
+
     def model_config(self) -> dict[str, Any]:
         return {
             "rssm": self.rssm.cfg.to_dict(),
@@ -145,7 +93,7 @@ class Learner:
             reward,
             frames.to(device),
             actions.to(device),
-            self.cfg.horizon,
+            self.horizon,
         )
         logs |= self.actor_step(traj)
         logs |= self.critic_step(traj)

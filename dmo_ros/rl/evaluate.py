@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -21,10 +20,9 @@ from torch import Tensor
 
 from dmo_ros.config import apply_preset, build, config_path, load_yaml
 from dmo_ros.errors import UserError
+from dmo_ros.rl.config import SECTION, PolicyEvalConfig, Variants
 from dmo_ros.rl.sim_forward import make_table, reset_options
 from dmo_ros.task import TASK_FILES, TaskConfig, robot_name
-
-SECTION = "policy"
 
 
 @runtime_checkable
@@ -36,32 +34,6 @@ class Agent(Protocol):
     def act(self, frames: Tensor) -> Tensor:
         """Frames uint8 [B,H,W,3] -> deterministic actions [B,A] in [-1, 1]."""
         ...
-
-
-@dataclass
-class NearVariant:
-    position: float  # fraction of the board
-    angle_deg: float
-    steps: int
-
-
-@dataclass
-class FullVariant:
-    steps: int
-
-
-@dataclass
-class Variants:
-    near: NearVariant
-    full: FullVariant
-
-
-@dataclass
-class EvalSection:
-    episodes: int
-    batch: int
-    seed: int
-    every: int  # the learner's evaluation period (epochs); unused here
 
 
 def evaluate_agent(
@@ -199,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     task = build(TaskConfig, data["task"], source, "task.")
     section = data[SECTION]
     variants = build(Variants, section.get("variants"), source, f"{SECTION}.variants.")
-    evals = build(EvalSection, section.get("eval"), source, f"{SECTION}.eval.")
+    evals = build(PolicyEvalConfig, section.get("eval"), source, f"{SECTION}.eval.")
     variant = args.variant or "near"
     if variant not in ("near", "full"):
         raise UserError(f"eval policy: unknown variant '{variant}' (expected near or full)")

@@ -41,6 +41,14 @@ def mlp(inp: int, hidden: list[int], out: int) -> nn.Sequential:
     return nn.Sequential(*layers, nn.Linear(inp, out))
 
 
+def _log_prob(u: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
+    """log-density of tanh(u) for u ~ N(mean, exp(log_std)), summed over the action dims."""
+    gauss = -0.5 * ((u - mean) / log_std.exp()).square() - log_std - 0.5 * math.log(2 * math.pi)
+    # log |d tanh(u) / du| = log(1 - tanh(u)^2), in a form that stays finite for large |u|
+    squash = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
+    return (gauss - squash).sum(-1)
+
+
 class Actor(nn.Module):
     def __init__(self, features: int, action_dim: int, cfg: ActorConfig):
         super().__init__()
@@ -57,10 +65,12 @@ class Actor(nn.Module):
         """A reparameterised sample and its log-probability: (action [B,A], log_prob [B])."""
         mean, log_std = self._dist(features)
         u = mean + log_std.exp() * torch.randn_like(mean)
-        gauss = -0.5 * ((u - mean) / log_std.exp()).square() - log_std - 0.5 * math.log(2 * math.pi)
-        # log |d tanh(u) / du| = log(1 - tanh(u)^2), in a form that stays finite for large |u|
-        squash = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
-        return torch.tanh(u), (gauss - squash).sum(-1)
+        return torch.tanh(u), _log_prob(u, mean, log_std)
+
+    def log_prob(self, features: Tensor, action: Tensor) -> Tensor:
+        """log pi(action | features) [B] of given actions in (-1, 1) (PPO's ratio)."""
+        mean, log_std = self._dist(features)
+        return _log_prob(torch.atanh(action.clamp(-1 + 1e-6, 1 - 1e-6)), mean, log_std)
 
     def mode(self, features: Tensor) -> Tensor:
         """The deterministic action (deployment, evaluation)."""

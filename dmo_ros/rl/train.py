@@ -23,14 +23,13 @@ import yaml
 
 from dmo_ros.config import build, load_yaml
 from dmo_ros.errors import UserError
+from dmo_ros.rl.config import SECTION, PolicySection
 from dmo_ros.rl.dmo_sapo import (
     ALGOS,
     KIND,
-    SECTION,
     SIM_CONTEXT,
     BagStarts,
     Learner,
-    PolicySection,
     SimStarts,
     near_starts,
 )
@@ -66,8 +65,6 @@ def resolve_config(config, preset: str, sets) -> Setup:
 def _check_flags(args: argparse.Namespace) -> None:
     if args.algo not in ALGOS:
         raise UserError(f"--algo: unknown '{args.algo}' (expected one of: {', '.join(ALGOS)})")
-    if args.algo == "ppo":
-        raise UserError("--algo ppo: not built yet (the next slice of the DMO-SAPO issue)")
     if args.forward == "global" and not args.world_model and args.algo != "nodiff":
         raise UserError("--forward global needs --world-model models/<run>")
     if args.reward == "sim" and args.forward != "sim":
@@ -163,7 +160,12 @@ def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     rssm = _rssm(args, setup, preset, device)
     forward, starts, reward = _world(args, setup, device)
-    learner = Learner(cfg, rssm, args.algo, device)
+    if args.algo == "ppo":
+        from dmo_ros.rl.ppo import PPOLearner
+
+        learner = PPOLearner(cfg, rssm, device)
+    else:
+        learner = Learner(cfg, rssm, args.algo, device)
     flags = {
         k: getattr(args, k)
         for k in ("algo", "forward", "world_model", "reward", "rssm", "variant", "bags")
@@ -183,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
         epoch, samples, minutes, curve = _restore(last_file, learner, forward, setup)
     logger = RunLogger(out, cfg.epochs, epoch, desc="policy")
     started = time.monotonic() - minutes * 60
-    per_epoch = cfg.batch * cfg.horizon
+    per_epoch = cfg.batch * learner.horizon
     try:
         while epoch < cfg.epochs:
             logs = learner.epoch(forward, reward, starts)
