@@ -142,7 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a trained run on held-out bags; JSON and plots go to <model>/eval.",
     )
     p.add_argument("what", choices=("world-model", "reward", "rssm", "policy"))
-    p.add_argument("--model", required=True, metavar="DIR", help="run folder or checkpoint")
+    p.add_argument(
+        "--model",
+        required=True,
+        nargs="+",
+        metavar="DIR",
+        help="run folder or checkpoint (policy: several, compared on the same episodes)",
+    )
     p.add_argument(
         "--world-model",
         metavar="DIR",
@@ -264,7 +270,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "-h" not in argv and "--help" not in argv and (message := _not_built(argv)):
         print(message, file=sys.stderr)
         return 2
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verb == "eval" and args.what != "policy":
+        if len(args.model) != 1:
+            parser.error(f"eval {args.what}: --model takes one run")
+        args.model = args.model[0]
     try:
         runner = _resolve(args.verb, getattr(args, "what", None))
         code = runner(args)

@@ -53,13 +53,23 @@ def test_sim_run_writes_its_folder_and_an_agent_that_acts(tmp_path, capsys):
     assert result["episodes"] == 2 and 0.0 <= result["success_rate"] <= 1.0
 
 
-def test_ppo_and_dmo_runs_count_their_world_model_samples(tmp_path):
+def test_ppo_and_dmo_runs_are_compared_on_the_same_episodes(tmp_path, capsys):
     assert train(tmp_path / "ppo", "--algo", "ppo") == 0
+    assert train(tmp_path / "dmo") == 0
     ckpt = load_checkpoint(tmp_path / "ppo", kind="policy")
     assert ckpt["config"]["algo"] == "ppo" and ckpt["samples"] == 3 * 2 * 6  # ppo.horizon 6
-    agent, _ = load_agent(tmp_path / "ppo", task_for_robot("pusht"), torch.device("cpu"))
-    agent.reset(1)
-    assert agent.act(torch.zeros(1, 64, 64, 3, dtype=torch.uint8)).shape == (1, 2)
+    capsys.readouterr()
+    out = tmp_path / "table"
+    models = [str(tmp_path / "dmo"), str(tmp_path / "ppo")]
+    args = ["eval", "policy", "--model", *models, "--episodes", "2", "--out", str(out)]
+    assert cli.main(args) == 0
+    rows = json.loads((out / "policy_near.json").read_text())
+    assert [(r["run"], r["algo"]) for r in rows] == [("dmo", "dmo"), ("ppo", "ppo")]
+    assert [x["seed"] for x in rows[0]["rows"]] == [x["seed"] for x in rows[1]["rows"]]
+    text = (out / "policy_near.md").read_text()
+    assert "| dmo | dmo | sim | near |" in text and "--algo ppo" in text
+    assert (out / "policy_curves.png").stat().st_size > 1000
+    assert (tmp_path / "ppo" / "eval" / "policy_near.json").is_file()
 
 
 def test_resume_continues_exactly(tmp_path):

@@ -104,7 +104,7 @@ def test_table_and_plot(tmp_path):
     text = table(rows)
     lines = text.strip().splitlines()
     assert len(lines) == 4 and "success %" in lines[0]
-    assert "| dmo-sapo | near | 9 / 10 | 90.0 | 21.2 / 20 |" in lines[2]
+    assert "| dmo-sapo | - | - | near | 9 / 10 | 90.0 | 21.2 / 20 |" in lines[2]
     assert lines[3].endswith("| 0.0 | - |")
     path = tmp_path / "fig" / "success.png"
     curves = [
@@ -139,7 +139,7 @@ def test_run_writes_json_and_table(tmp_path, monkeypatch, capsys):
     assert result["run"] == "run1" and result["episodes"] == 2 and result["steps"] == 64
     assert [row["seed"] for row in result["rows"]] == [5, 6]
     md = (model / "eval" / "policy_near.md").read_text()
-    assert "| run1 | near | " in md and md in capsys.readouterr().out
+    assert "| run1 | - | - | near | " in md and md in capsys.readouterr().out
     # --out, the full variant and the config's seed
     evaluate.run(_args(model=str(model), variant="full", episodes=1, out=str(tmp_path / "o")))
     full = json.loads((tmp_path / "o" / "policy_full.json").read_text())

@@ -111,14 +111,16 @@ def evaluate_agent(
 def table(rows: list[dict]) -> str:
     """A markdown table like the paper's Table I; rows = `evaluate_agent` results + "run"."""
     lines = [
-        "| run | variant | successes / episodes | success % | steps to success (mean / median) |",
-        "|---|---|---|---|---|",
+        "| run | algorithm | forward | variant | successes / episodes | success % "
+        "| steps to success (mean / median) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         s = r["steps_to_success"]
         steps = "-" if s["mean"] is None else f"{s['mean']:.1f} / {s['median']:.0f}"
         lines.append(
-            f"| {r.get('run', '-')} | {r['variant']} | {r['successes']} / {r['episodes']} "
+            f"| {r.get('run', '-')} | {r.get('algo', '-')} | {r.get('forward', '-')} "
+            f"| {r['variant']} | {r['successes']} / {r['episodes']} "
             f"| {100.0 * r['success_rate']:.1f} | {steps} |"
         )
     return "\n".join(lines) + "\n"
@@ -152,16 +154,19 @@ def plot_curves(curves: list[dict], path: str | Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """`dmo-ros eval policy`: evaluate a trained policy, write eval/policy_<variant>.json/.md."""
+    """`dmo-ros eval policy`: evaluate trained policies on the same seeded episodes; each
+    run's eval/policy_<variant>.json/.md, and with several runs (or --out) the comparison:
+    policy_<variant>.md/.json (Table I) and policy_curves.png (Fig. 3) from their curves."""
     from dmo_ros.rl.agent import load_agent
     from dmo_ros.training.device import pick_device
 
     robot = robot_name(args.robot)
     if robot != "flexiv":
         raise UserError(f"eval policy: robot '{args.robot}' is not supported yet (pusht only)")
-    model = Path(args.model)
-    if not model.exists():
-        raise UserError(f"{model}: no such policy run (train one with 'dmo-ros train policy')")
+    models = [Path(m) for m in ([args.model] if isinstance(args.model, str) else args.model)]
+    for model in models:
+        if not model.exists():
+            raise UserError(f"{model}: no such policy run (train one with 'dmo-ros train policy')")
     path = config_path(args.config or TASK_FILES[robot])
     source = str(path)
     data = apply_preset(load_yaml(path), None, source)
@@ -177,26 +182,67 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"eval policy: unknown variant '{variant}' (expected near or full)")
     spec = getattr(variants, variant)
     near = vars(variants.near)
-    agent, _ = load_agent(model, task, pick_device(args.device or "auto"))
-    result = evaluate_agent(
-        agent,
-        task,
-        variant,
-        steps=spec.steps,
-        episodes=args.episodes or evals.episodes,
-        batch=evals.batch,
-        seed=evals.seed if args.seed is None else args.seed,
-        near=near,
-    )
-    run_dir = model if model.is_dir() else model.parent  # a run folder or a checkpoint file
-    if run_dir.name == "checkpoints":
-        run_dir = run_dir.parent
-    result = {"run": run_dir.name, "model": str(model), **result}
-    out = Path(args.out) if args.out else run_dir / "eval"
+    device = pick_device(args.device or "auto")
+    results, curves = [], []
+    for model in models:
+        agent, _ = load_agent(model, task, device)
+        result = evaluate_agent(
+            agent,
+            task,
+            variant,
+            steps=spec.steps,
+            episodes=args.episodes or evals.episodes,
+            batch=evals.batch,
+            seed=evals.seed if args.seed is None else args.seed,
+            near=near,
+        )
+        run_dir = model if model.is_dir() else model.parent  # a run folder or a checkpoint file
+        if run_dir.name == "checkpoints":
+            run_dir = run_dir.parent
+        trained = _run_info(run_dir)
+        result = {"run": run_dir.name, "model": str(model), **trained, **result}
+        out = run_dir / "eval" if len(models) > 1 or not args.out else Path(args.out)
+        _write(out, variant, [result])
+        results.append(result)
+        curve = run_dir / "eval" / "curve.json"
+        if curve.is_file():
+            points = json.loads(curve.read_text())
+            curves.append(
+                {
+                    "label": f"{run_dir.name} ({trained.get('algo', '?')})",
+                    "samples": [p["samples"] for p in points],
+                    "minutes": [p["minutes"] for p in points],
+                    "success": [p["success_rate"] for p in points],
+                }
+            )
+    if len(models) > 1 or args.out:
+        out = Path(args.out) if args.out else Path("models") / "policy_comparison"
+        _write(out, variant, results)
+        if curves:
+            plot_curves(curves, out / "policy_curves.png")
+            print(f"-> {out / 'policy_curves.png'}")
+    return 0
+
+
+def _run_info(run_dir: Path) -> dict:
+    """How a run was trained (its config.yaml): algo, forward model, reward, command."""
+    file = run_dir / "config.yaml"
+    if not file.is_file():
+        return {}
+    saved = load_yaml(file)
+    flags = {**saved.get("data", {}), "command": saved.get("command")}
+    return {k: flags[k] for k in ("algo", "forward", "reward", "command") if flags.get(k)}
+
+
+def _write(out: Path, variant: str, results: list[dict]) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"policy_{variant}.json").write_text(json.dumps(result, indent=2) + "\n")
-    text = table([result])
+    (out / f"policy_{variant}.json").write_text(
+        json.dumps(results if len(results) > 1 else results[0], indent=2) + "\n"
+    )
+    text = table(results)
+    commands = [f"- {r['run']}: `{r['command']}`" for r in results if r.get("command")]
+    if commands:
+        text += "\nTrained with:\n" + "\n".join(commands) + "\n"
     (out / f"policy_{variant}.md").write_text(text)
     print(text, end="")
     print(f"-> {out / f'policy_{variant}.json'}")
-    return 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
         for k in ("algo", "forward", "world_model", "reward", "rssm", "variant", "bags")
     }
     data = {"preset": preset, **{k: setup.data[k] for k in ("task", SECTION)}, "data": flags}
+    data["command"] = _command(args, preset)
     if args.resume:
         from dmo_ros.training.checkpoint import config_mismatch
 
@@ -212,6 +214,19 @@ def run(args: argparse.Namespace) -> int:
         f"{last_file}; success in the simulated robot ({args.variant}) {final:.0%}"
     )
     return 0
+
+
+def _command(args: argparse.Namespace, preset: str) -> str:
+    """The command that trains this run (for the comparison table)."""
+    words = ["dmo-ros", "train", "policy", "--preset", preset, "--algo", args.algo]
+    words += ["--forward", args.forward, "--reward", args.reward, "--variant", args.variant]
+    for flag in ("world_model", "rssm"):
+        if getattr(args, flag):
+            words += [f"--{flag.replace('_', '-')}", getattr(args, flag)]
+    if args.bags:
+        words += ["--bags", *args.bags]
+    words += [w for s in getattr(args, "set", []) for w in ("--set", shlex.quote(s))]
+    return " ".join([*words, "--out", args.out])
 
 
 def _save(out, learner, forward, setup, algo, epoch, samples, minutes, curve) -> None:
