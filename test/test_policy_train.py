@@ -111,3 +111,37 @@ def test_an_existing_run_is_not_overwritten(tmp_path, capsys):
         np.frombuffer(before, np.uint8),
         np.frombuffer((tmp_path / "run" / "checkpoints" / "last.pt").read_bytes(), np.uint8),
     )
+
+
+def test_global_forward_runs_dmo_ppo_and_nodiff_from_bag_contexts(tmp_path, capsys):
+    """The paper's setting end to end at tiny size: a world model, a reward and an RSSM
+    trained on a bag, then each learner inside that world model from the bag's contexts."""
+    from play_bags import write_play_bag
+
+    bag = write_play_bag(
+        tmp_path / "bag", robot="flexiv", steps=60, intent_on=(5, 30), intent_off=(18, 45)
+    )
+    tiny = ["--preset", "tiny", "--bags", str(bag), "--device", "cpu"]
+    models = {k: tmp_path / k for k in ("wm", "reward", "rssm")}
+    assert cli.main(["train", "world-model", *tiny, "--out", str(models["wm"])]) == 0
+    assert cli.main(["train", "reward", *tiny, "--out", str(models["reward"])]) == 0
+    rssm = ["train", "rssm", *tiny, "--out", str(models["rssm"]), "--reward"]
+    assert cli.main([*rssm, str(models["reward"])]) == 0
+    given = ["--world-model", str(models["wm"]), "--reward", str(models["reward"])]
+    given += ["--rssm", str(models["rssm"])]
+    for algo, variant in [("dmo", "near"), ("ppo", "full"), ("nodiff", "near")]:
+        out = tmp_path / f"{algo}-{variant}"
+        flags = ["--algo", algo, "--variant", variant, "--forward", "global"]
+        capsys.readouterr()
+        code = cli.main(["train", "policy", *tiny, *flags, *given, "--out", str(out)])
+        assert code == 0, capsys.readouterr().err
+        ckpt = load_checkpoint(out, kind="policy")
+        assert ckpt["config"]["algo"] == algo and ckpt["epoch"] == 3
+        assert np.isfinite(ckpt["curve"][-1]["success_rate"])
+    # the RSSM fine-tuned on the imagined frames (DMO), not in No-Diffusion
+    pretrained = load_checkpoint(models["rssm"])["ema"]["module"]
+    tuned = load_checkpoint(tmp_path / "dmo-near")["rssm"]
+    kept = load_checkpoint(tmp_path / "nodiff-near")["rssm"]
+    key = "encoder.net.0.weight" if "encoder.net.0.weight" in tuned else next(iter(tuned))
+    assert not torch.equal(tuned[key], pretrained[key])
+    assert all(torch.equal(kept[k], pretrained[k]) for k in pretrained)
