@@ -18,6 +18,7 @@ NODES = [
     "recorder",
     "bag_replay",
     "trainer",
+    "policy",
 ]
 
 setup(
