@@ -1,8 +1,11 @@
-"""Deploy on the Flexiv arm, or on its simulator (the default): the driver, and the camera
-node with the real robot. The policy node joins in a later issue.
+"""Deploy on the Flexiv arm, or on its simulator (the default): the driver, the camera node
+with the real robot, and the policy (it starts disabled unless enable:=true).
 
-    ros2 launch dmo_ros deploy_flexiv.launch.py                      # simulated Push-T table
-    ros2 launch dmo_ros deploy_flexiv.launch.py sim:=false robot_sn:=Rizon4-062468
+    ros2 launch dmo_ros deploy_flexiv.launch.py checkpoint:=models/RUN       # simulated Push-T
+    ros2 launch dmo_ros deploy_flexiv.launch.py checkpoint:=models/RUN sim:=false \
+        robot_sn:=Rizon4-062468
+    ros2 service call /policy/enable std_srvs/srv/SetBool "{data: true}"   # start driving
+    ros2 service call /estop std_srvs/srv/SetBool "{data: true}"           # stop (latches)
 """
 
 from launch.actions import DeclareLaunchArgument
@@ -38,6 +41,17 @@ def generate_launch_description() -> LaunchDescription:
                 description="ROS parameter file of the nodes",
             ),
             DeclareLaunchArgument(
+                "checkpoint",
+                default_value="",
+                description="policy to run: a run folder (models/RUN, its last.pt) or a .pt file",
+            ),
+            DeclareLaunchArgument(
+                "enable",
+                default_value="false",
+                choices=["true", "false"],
+                description="start driving at once (else: ros2 service call /policy/enable ...)",
+            ),
+            DeclareLaunchArgument(
                 "rviz", default_value="false", choices=["true", "false"], description="start RViz"
             ),
             Node(
@@ -60,6 +74,23 @@ def generate_launch_description() -> LaunchDescription:
                 output="screen",
                 parameters=[params_file],
                 condition=UnlessCondition(sim),
+            ),
+            Node(
+                package="dmo_ros",
+                executable="policy",
+                name="policy",
+                output="screen",
+                parameters=[
+                    params_file,
+                    {
+                        "checkpoint": ParameterValue(
+                            LaunchConfiguration("checkpoint"), value_type=str
+                        ),
+                        "enable": ParameterValue(LaunchConfiguration("enable"), value_type=bool),
+                        # the simulated robot owns the clock; the policy steps on it
+                        "use_sim_time": ParameterValue(sim, value_type=bool),
+                    },
+                ],
             ),
             Node(
                 package="rviz2",

@@ -1,9 +1,11 @@
-"""Deploy on the Go2, or on its simulator (the default): the driver. The policy node joins in
-a later issue.
+"""Deploy on the Go2, or on its simulator (the default): the driver and the policy (it starts
+disabled unless enable:=true).
 
-    ros2 launch dmo_ros deploy_go2.launch.py                               # MuJoCo push-cube
-    ros2 launch dmo_ros deploy_go2.launch.py sim:=false iface:=eth0        # sport service (SDK)
-    ros2 launch dmo_ros deploy_go2.launch.py sim:=false backend:=cmd_vel   # own locomotion policy
+    ros2 launch dmo_ros deploy_go2.launch.py checkpoint:=models/RUN                # MuJoCo
+    ros2 launch dmo_ros deploy_go2.launch.py checkpoint:=models/RUN sim:=false iface:=eth0
+    ros2 launch dmo_ros deploy_go2.launch.py checkpoint:=models/RUN sim:=false backend:=cmd_vel
+    ros2 service call /policy/enable std_srvs/srv/SetBool "{data: true}"   # start driving
+    ros2 service call /estop std_srvs/srv/SetBool "{data: true}"           # stop (latches)
 """
 
 from launch.actions import DeclareLaunchArgument
@@ -45,6 +47,17 @@ def generate_launch_description() -> LaunchDescription:
                 description="ROS parameter file of the nodes",
             ),
             DeclareLaunchArgument(
+                "checkpoint",
+                default_value="",
+                description="policy to run: a run folder (models/RUN, its last.pt) or a .pt file",
+            ),
+            DeclareLaunchArgument(
+                "enable",
+                default_value="false",
+                choices=["true", "false"],
+                description="start driving at once (else: ros2 service call /policy/enable ...)",
+            ),
+            DeclareLaunchArgument(
                 "rviz", default_value="false", choices=["true", "false"], description="start RViz"
             ),
             Node(
@@ -57,6 +70,23 @@ def generate_launch_description() -> LaunchDescription:
                     {
                         "backend": ParameterValue(backend, value_type=str),
                         "iface": ParameterValue(LaunchConfiguration("iface"), value_type=str),
+                    },
+                ],
+            ),
+            Node(
+                package="dmo_ros",
+                executable="policy",
+                name="policy",
+                output="screen",
+                parameters=[
+                    LaunchConfiguration("params_file"),
+                    {
+                        "checkpoint": ParameterValue(
+                            LaunchConfiguration("checkpoint"), value_type=str
+                        ),
+                        "enable": ParameterValue(LaunchConfiguration("enable"), value_type=bool),
+                        # the simulated robot owns the clock; the policy steps on it
+                        "use_sim_time": ParameterValue(sim, value_type=bool),
                     },
                 ],
             ),
