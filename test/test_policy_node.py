@@ -16,7 +16,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
-from std_srvs.srv import SetBool
+from std_srvs.srv import SetBool, Trigger
 from support.ros_probe import Probe, Spinning, stamp_ns
 
 from dmo_ros import cli
@@ -202,6 +202,19 @@ class TestFlexiv:
         assert any("non-finite" in line for line in probe.logs("policy"))
         monkeypatch.undo()
         set_bool(probe, "policy/enable", False)
+
+    def test_a_scene_reset_restarts_the_filtered_state(self, flexiv, monkeypatch):
+        probe, node, _ = flexiv
+        resets = []
+        reset = node.agent.reset
+        monkeypatch.setattr(node.agent, "reset", lambda batch: resets.append(batch) or reset(batch))
+        assert set_bool(probe, "policy/enable", True).success
+        frames(probe, 3)
+        assert resets == [1]  # enabling starts afresh, then the state carries over
+        assert probe.call(Trigger, "reset", Trigger.Request()).success
+        frames(probe, 3)
+        assert resets == [1, 1]
+        monkeypatch.undo()
 
     def test_cutting_the_camera_stops_the_deltas_within_two_periods(self, flexiv):
         probe, node, relay = flexiv
