@@ -7,6 +7,9 @@ through flexivrdk (`FlexivArm`); the fixed camera is the `camera` node's job.
 Subscribes to `ee_delta` (geometry_msgs/PoseStamped: a relative pose per 0.2 s step,
 position.x/y = dx/dy in metres); serves `reset` (sim: a new scene at the next step, after a
 `reset` event, std_msgs/Header, on the topic of that name) and `estop` (latched; real: Stop()).
+Sim scenes: `near_position` > 0 draws every scene near the goal (eval policy's near variant),
+`reset_seed` sets the first reset's seed, and `task/step` says which scene and step the ground
+truth is of (see sim_driver).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
@@ -47,6 +51,30 @@ class FlexivDriver(Node):
         camera_frame = declare(self, "camera_frame_id", "camera", "frame of the sim camera image")
         image_size = declare(self, "image_size", 64, "sim camera image size (pixels)", 16, 1024)
         seed = declare(self, "seed", 0, "sim: seed of the first scene; +1 per reset", 0, 2**31 - 1)
+        reset_seed = declare(
+            self,
+            "reset_seed",
+            -1,
+            "sim: seed of the first reset's scene (-1: seed + 1)",
+            -1,
+            2**31 - 1,
+        )
+        near = declare(
+            self,
+            "near_position",
+            0.0,
+            "sim: T within this fraction of the board of its goal (0: gym-pusht's starts)",
+            0.0,
+            1.0,
+        )
+        near_angle = declare(
+            self,
+            "near_angle_deg",
+            30.0,
+            "sim: with near_position, T within +-this of its goal",
+            0.0,
+            180.0,
+        )
         timeout = declare(
             self, "command_timeout", 0.2, "sim: a delta older than this (s) is not used", 0.01, 5.0
         )
@@ -103,6 +131,9 @@ class FlexivDriver(Node):
                 publish_state=self._publish_sim_pose,
                 callback_group=control,
                 time_scale=time_scale,
+                # as rl/sim_forward.reset_options: the starts of `dmo-ros eval policy --variant`
+                reset_options={"near": (near, float(np.radians(near_angle)))} if near else None,
+                first_reset_seed=None if reset_seed < 0 else reset_seed,
             )
         else:
             from dmo_ros.hw.flexiv import FlexivArm

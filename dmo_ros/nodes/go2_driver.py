@@ -65,6 +65,14 @@ class Go2Driver(Node):
         self._camera_frame = declare(self, "camera_frame_id", "front_camera", "camera image frame")
         image_size = declare(self, "image_size", 64, "sim camera image size (pixels)", 16, 640)
         seed = declare(self, "seed", 0, "sim: seed of the first scene; +1 per reset", 0, 2**31 - 1)
+        reset_seed = declare(
+            self,
+            "reset_seed",
+            -1,
+            "sim: seed of the first reset's scene (-1: seed + 1)",
+            -1,
+            2**31 - 1,
+        )
         response = declare(self, "response", "nominal", "sim: low-level response, nominal|changed")
         timeout = declare(
             self,
@@ -138,6 +146,7 @@ class Go2Driver(Node):
                 publish_state=self._publish_sim_odom,
                 callback_group=control,
                 time_scale=time_scale,
+                first_reset_seed=None if reset_seed < 0 else reset_seed,
             )
         elif backend == "unitree":
             from dmo_ros.hw.go2 import Go2Base

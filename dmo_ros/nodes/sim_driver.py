@@ -23,6 +23,13 @@ command that step would have used is dropped, and the new scene is published sta
 that time, after a `reset` event (std_msgs/Header, same stamp) that the recorder logs and the
 play data splits at. So every frame keeps a stamp of its own, and faster than real time the
 reset still waits for the old scene's last command, which is logged before the new scene.
+Every scene is drawn with the same reset options (e.g. Push-T's near-goal starts), and the
+first reset's seed may be set apart from the first scene's, so that `dmo-ros deploy` meets
+exactly the starts of `dmo-ros eval policy` (seed + episode index, the variant's options).
+
+`task/step` (diagnostic_msgs/DiagnosticArray, one status "scene") says, stamped with the step,
+which scene (its seed) and which step of it (0: the reset) the step's ground truth belongs to,
+with its success and coverage: the unstamped task/* topics cannot be told apart across a reset.
 
 Faster than real time (`time_scale` > 1) a command that misses its step would be a dropped
 step in the recorded data, so while commands come every step (auto-play, a policy answering
@@ -40,6 +47,7 @@ from typing import Any
 
 import numpy as np
 from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import CallbackGroup
 from rclpy.clock import Clock, ClockType
@@ -64,8 +72,10 @@ class SimDriver:
     Publishes `/clock`, `image_topic` (rgb8), task/success, task/coverage (when the sim
     reports one), task/contact (robot touched the object during the step), task/object_pose
     and task/goal_pose (ground truth, evaluation and auto-play only), and a `reset` event
-    (std_msgs/Header) before each new scene; calls `publish_state(ground_truth, stamp)` for
-    the robot's own state topic. Serves `reset`.
+    (std_msgs/Header) before each new scene, and task/step (which scene and step the ground
+    truth is of); calls `publish_state(ground_truth, stamp)` for the robot's own state topic.
+    Serves `reset`. Every scene is `sim.reset(seed, options=reset_options)`; the first reset
+    draws seed `first_reset_seed` (None: `seed` + 1), and each later one the next seed.
     """
 
     def __init__(
@@ -84,6 +94,8 @@ class SimDriver:
         publish_state: Callable[[dict, Time], None],
         callback_group: CallbackGroup,
         time_scale: float = 1.0,
+        reset_options: dict | None = None,
+        first_reset_seed: int | None = None,
     ) -> None:
         self._node = node
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sim")
@@ -100,8 +112,11 @@ class SimDriver:
         self._camera_frame_id = camera_frame_id
         self._object_key = object_key
         self._publish_state = publish_state
-        self._seed = seed
+        self._seed = seed  # of the current scene
+        self._next_seed = seed + 1 if first_reset_seed is None else first_reset_seed
+        self._options = reset_options
         self._reset_seed: int | None = None  # a new scene of this seed is due at the next step
+        self._scene_step = 0  # steps since the current scene's reset
         self._zero = np.zeros(sim.action_space.shape, dtype=np.float32)
         self._pending: tuple[int, np.ndarray] | None = None  # (sim time received, command)
         self._sync = time_scale > 1.0
@@ -110,7 +125,7 @@ class SimDriver:
         self._stepped_at = 0.0  # wall time (monotonic) of the last step
         self._real_period = control_period
         self.steps = 0
-        self._obs, _ = self._run(lambda: sim.reset(seed=seed))
+        self._obs, _ = self._run(lambda: sim.reset(seed=seed, options=reset_options))
         gt = self._run(sim.ground_truth)
 
         self._clock = node.create_publisher(ClockMessage, "/clock", CLOCK_QOS)
@@ -123,6 +138,7 @@ class SimDriver:
         self._object = node.create_publisher(PoseStamped, "task/object_pose", 10)
         self._goal = node.create_publisher(PoseStamped, "task/goal_pose", 10)
         self._reset = node.create_publisher(Header, "reset", 10)
+        self._status = node.create_publisher(DiagnosticArray, "task/step", 10)
         self._timer = node.create_timer(
             control_period / time_scale,
             self._on_timer,
@@ -183,8 +199,10 @@ class SimDriver:
                 self._pending = None
         if self._reset_seed is None:
             self._obs, *_ = self._sim.step(action)
+            self._scene_step += 1
         else:  # the old scene's command goes with the old scene
-            self._obs, _ = self._sim.reset(seed=self._reset_seed)
+            self._obs, _ = self._sim.reset(seed=self._reset_seed, options=self._options)
+            self._seed, self._scene_step = self._reset_seed, 0
             self._reset_seed = self._pending = None
             self._reset.publish(Header(stamp=self._stamp(), frame_id=self._frame_id))
         self.steps += 1
@@ -199,10 +217,10 @@ class SimDriver:
         # Answered at once (a callback must not wait for the step); requests before that
         # step ask for the same new scene.
         if self._reset_seed is None:
-            self._seed += 1
-            self._reset_seed = self._seed
+            self._reset_seed = self._next_seed
+            self._next_seed += 1
         response.success = True
-        response.message = f"new scene with seed {self._seed} at the next step"
+        response.message = f"new scene with seed {self._reset_seed} at the next step"
         self._node.get_logger().info(response.message)
         return response
 
@@ -218,6 +236,13 @@ class SimDriver:
         self._object.publish(msgs.planar_pose(stamp, self._frame_id, obj[0], obj[1], obj[2]))
         goal_yaw = goal[2] if len(goal) > 2 else 0.0
         self._goal.publish(msgs.planar_pose(stamp, self._frame_id, goal[0], goal[1], goal_yaw))
+        values = {"seed": self._seed, "step": self._scene_step, "success": bool(gt["success"])}
+        if "coverage" in gt:
+            values["coverage"] = float(gt["coverage"])  # repr: read back to the same float
+        status = DiagnosticStatus(
+            name="scene", values=[KeyValue(key=k, value=repr(v)) for k, v in values.items()]
+        )
+        self._status.publish(DiagnosticArray(header=Header(stamp=stamp), status=[status]))
         # The image last: a node that acts on each frame finds this step's state already sent.
         self._image.publish(msgs.image(stamp, self._camera_frame_id, self._obs))
 
