@@ -28,7 +28,7 @@ RUNNERS: dict[tuple[str, str | None], str | None] = {
     ("eval", "reward"): "dmo_ros.rewards.evaluate:run",
     ("eval", "rssm"): "dmo_ros.worldmodels.rssm_evaluate:run",
     ("eval", "policy"): "dmo_ros.rl.evaluate:run",
-    ("deploy", None): None,
+    ("deploy", None): "dmo_ros.nodes.deploy:run",
     ("replay", None): "dmo_ros.nodes.bag_replay:run",
     ("bag", "info"): "dmo_ros.data.bag_tools:info",
     ("bag", "video"): "dmo_ros.data.bag_tools:video",
@@ -37,9 +37,7 @@ RUNNERS: dict[tuple[str, str | None], str | None] = {
     ("bench", None): "dmo_ros.bench:run",
 }
 
-ROADMAP = {
-    ("deploy", None): "Deployment",
-}
+ROADMAP: dict[tuple[str, str | None], str] = {}
 
 
 def _add_training_flags(p: argparse.ArgumentParser) -> None:
@@ -165,12 +163,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "deploy",
-        help="run a trained policy on a robot at 5 Hz",
-        description="Run the policy node on the simulated or real robot.",
+        help="run a trained policy's episodes through the ROS nodes (simulated robot)",
+        description="Run seeded episodes of a trained policy through the driver, camera and "
+        "policy nodes over DDS on the sim clock (the starts of 'eval policy'); print each "
+        "episode and the success rate, and write eval policy's JSON to "
+        "<run>/eval/deploy_<variant>.json. A real robot: deploy_*.launch.py.",
     )
-    p.add_argument("--robot", choices=ROBOTS, required=True)
-    p.add_argument("--model", required=True, metavar="DIR")
-    p.add_argument("--real", dest="sim", action="store_false", default=True)
+    p.add_argument("--robot", choices=ROBOTS, required=True, help="pusht (= flexiv arm) or go2")
+    p.add_argument("--sim", action="store_true", required=True, help="the simulated robot")
+    p.add_argument(
+        "--checkpoint", required=True, metavar="DIR", help="policy run folder or checkpoint"
+    )
+    p.add_argument("--episodes", type=int, default=20, help="episodes (default 20)")
+    p.add_argument(
+        "--variant",
+        choices=("near", "full"),
+        help="start variant (default: near for pusht, full for go2)",
+    )
+    p.add_argument("--steps", type=int, help="episode length (default: the variant's)")
+    p.add_argument("--seed", type=int, help="seed of the first episode (default: eval's)")
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="run X times faster than real time on the simulator's clock (default 1)",
+    )
+    p.add_argument("--record", metavar="DIR", help="also record the run to this bag folder")
+    p.add_argument("--out", metavar="DIR", help="where the JSON goes (default: <run>/eval)")
 
     p = sub.add_parser(
         "replay",

@@ -38,20 +38,6 @@ def test_unknown_subcommand_and_flag_exit_2_with_usage():
         assert "Traceback" not in out.stderr
 
 
-def test_unbuilt_subcommand_says_so_in_one_line():
-    unbuilt = [key for key, target in cli.RUNNERS.items() if target is None]
-    assert unbuilt, "nothing left unbuilt: drop this test"
-    verb, what = unbuilt[0]
-    args = [verb] + ([what] if what else [])
-    args += {"deploy": ["--robot", "go2", "--model", "m"], "train": ["--out", "o"]}.get(verb, [])
-    args += ["--model", "m"] if verb == "eval" else []
-    out = dmo_ros(*args)
-    assert out.returncode == 2
-    assert out.stdout == ""
-    assert len(out.stderr.strip().splitlines()) == 1
-    assert "not built yet" in out.stderr
-
-
 def test_every_built_runner_resolves_to_a_function():
     for (verb, what), target in cli.RUNNERS.items():
         if target is None:
