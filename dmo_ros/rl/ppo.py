@@ -46,7 +46,11 @@ class PPOLearner(Learner):
             returns = lambda_returns(traj.rewards, values, cfg.gamma, cfg.lam)
             adv = returns - values[:-1]
         x, a = traj.features[:-1].flatten(0, 1), traj.actions.flatten(0, 1)
-        old, ret, adv = traj.log_probs.flatten(), returns.flatten(), adv.flatten()
+        with torch.no_grad():
+            # recomputed rather than the sampler's: tanh saturates in float32, and atanh of a
+            # saturated action is not the sample's u, so the first ratio would not be 1
+            old = self.actor.log_prob(x, a)
+        ret, adv = returns.flatten(), adv.flatten()
         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
         sums = {"train/policy_loss": 0.0, "train/critic_loss": 0.0, "train/clip_fraction": 0.0}
         n = 0
