@@ -312,9 +312,12 @@ def test_training_with_context_noise_and_attention_runs_and_learns():
 def test_the_config_file_takes_the_new_keys():
     from dmo_ros.worldmodels.train import resolve_config
 
-    r = resolve_config("pusht.yaml", "cpu", [])
+    r = resolve_config("pusht.yaml", "paper", [])  # the defaults: off
     assert r.section.unet.attention == [] and not r.section.unet.mid_attention
     assert r.section.edm.context_noise_max == 0 and r.section.sampler.context_noise == 0
+    r = resolve_config("pusht.yaml", "cpu", [])  # issue 9's choice
+    assert r.section.unet.mid_attention and r.section.unet.stem_stride == 4
+    assert r.section.edm.context_noise_max == 0.3 and r.section.sampler.context_noise == 0.1
     sets = [
         "world_model.unet.stem_stride=2",
         "world_model.unet.mid_attention=true",
