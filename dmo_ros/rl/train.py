@@ -200,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
             if epoch % cfg.eval.every == 0 or epoch == cfg.epochs:
                 result = _evaluate(learner, setup, args.variant)
                 point = {"epoch": epoch, "samples": samples, "minutes": minutes}
-                curve.append({**point, "success_rate": result["success_rate"]})
+                coverage = {k: result[k] for k in ("final_coverage_mean", "max_coverage_mean")}
+                curve.append({**point, "success_rate": result["success_rate"], **coverage})
                 logger.scalars(samples, {"eval/success_rate": result["success_rate"]})
                 (out / "eval").mkdir(exist_ok=True)
                 (out / "eval" / "curve.json").write_text(json.dumps(curve, indent=1))
