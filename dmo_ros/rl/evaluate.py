@@ -200,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
         if run_dir.name == "checkpoints":
             run_dir = run_dir.parent
         trained = _run_info(run_dir)
-        result = {"run": run_dir.name, "model": str(model), **trained, **result}
+        name = run_dir.name if model.is_dir() else f"{run_dir.name}/{model.stem}"
+        result = {"run": name, "model": str(model), **trained, **result}
         out = run_dir / "eval" if len(models) > 1 or not args.out else Path(args.out)
         _write(out, variant, [result])
         results.append(result)
