@@ -22,7 +22,6 @@ import os
 import platform
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -35,33 +34,11 @@ SIZES = {"cpu": {"deter": 256, "hidden": 256, "cnn_depth": 16}, "paper": {}}  # 
 
 
 def hand_policy(path: Path, rssm_sizes: dict) -> Path:
-    """An untrained Push-T policy checkpoint of the given RSSM size, as rl/train.py saves one."""
-    from dmo_ros.rl.policy import Actor, ActorConfig, CriticConfig
+    """An untrained Push-T policy checkpoint of the given RSSM size."""
+    from dmo_ros.rl.agent import save_untrained_policy
     from dmo_ros.task import task_for_robot
-    from dmo_ros.training.checkpoint import save_checkpoint
-    from dmo_ros.worldmodels.rssm import RSSM, RSSMConfig
 
-    task = task_for_robot("pusht")
-    torch.manual_seed(0)
-    rssm = RSSM(RSSMConfig(task.action_dim, task.image_size, **rssm_sizes))
-    actor_cfg = ActorConfig()
-    actor = Actor(rssm.feature_dim, task.action_dim, actor_cfg)
-    save_checkpoint(
-        path,
-        {
-            "kind": "policy",
-            "task": task.name,
-            "model_config": {
-                "rssm": rssm.cfg.to_dict(),
-                "actor": asdict(actor_cfg),
-                "critic": asdict(CriticConfig()),
-            },
-            "config": {"task": asdict(task)},
-            "rssm": rssm.state_dict(),
-            "actor": actor.state_dict(),
-        },
-    )
-    return path
+    return save_untrained_policy(path, task_for_robot("pusht"), **rssm_sizes)
 
 
 def percentiles(ms: list[float]) -> dict:

@@ -50,3 +50,14 @@ def ros_context():
 def python() -> str:
     """The interpreter of this venv, for child processes (they inherit the DDS variables)."""
     return sys.executable
+
+
+@pytest.fixture(scope="session")
+def pusht_policy(tmp_path_factory):
+    """A tiny Push-T policy trained with the simulator as forward model (about 5 s)."""
+    from dmo_ros import cli
+
+    out = tmp_path_factory.mktemp("pol")
+    args = ["train", "policy", "--preset", "tiny", "--forward", "sim", "--reward", "sim"]
+    assert cli.main([*args, "--out", str(out)]) == 0
+    return out

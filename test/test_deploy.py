@@ -24,14 +24,6 @@ SEED, STEPS = 1000, 4  # policy.eval.seed; short episodes
 START = re.compile(r"episode \d+/\d+ \(seed (\d+)\): .*coverage ([0-9.]+) at the start")
 
 
-@pytest.fixture(scope="module")
-def pusht_policy(tmp_path_factory):
-    out = tmp_path_factory.mktemp("pol")
-    args = ["train", "policy", "--preset", "tiny", "--forward", "sim", "--reward", "sim"]
-    assert cli.main([*args, "--out", str(out)]) == 0
-    return out
-
-
 def deploy(*args: str) -> list[str]:
     return ["deploy", "--sim", "--time-scale", "20", *args]
 

@@ -5,9 +5,9 @@ scene. Time is the simulator's (the nodes use sim time); nothing asserts a wall-
 The policy's camera is remapped to a relay in the probe, so a test can cut it.
 """
 
+import dataclasses
 import subprocess
 import sys
-from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -19,7 +19,6 @@ from sensor_msgs.msg import Image
 from std_srvs.srv import SetBool, Trigger
 from support.ros_probe import Probe, Spinning, stamp_ns
 
-from dmo_ros import cli
 from dmo_ros.config import ros_parameters
 from dmo_ros.errors import UserError
 from dmo_ros.nodes.flexiv_driver import FlexivDriver
@@ -27,10 +26,8 @@ from dmo_ros.nodes.go2_driver import Go2Driver
 from dmo_ros.nodes.policy import PolicyNode
 from dmo_ros.nodes.runtime import parameter_overrides
 from dmo_ros.nodes.usage import node_parameters
-from dmo_ros.rl.policy import Actor, ActorConfig, CriticConfig
+from dmo_ros.rl.agent import save_untrained_policy
 from dmo_ros.task import task_for_robot
-from dmo_ros.training.checkpoint import save_checkpoint
-from dmo_ros.worldmodels.rssm import RSSM, RSSMConfig
 
 IMAGE, RELAYED = "camera/image_raw", "policy_camera"
 FLEXIV, GO2 = "flexiv_nodes.yaml", "go2_nodes.yaml"
@@ -40,31 +37,9 @@ REMAP = ["--ros-args", "-r", f"{IMAGE}:={RELAYED}"]
 
 def hand_policy(path, robot: str, image_size: int = 64):
     """A policy checkpoint with untrained tiny networks, as rl/train.py saves one."""
-    task = task_for_robot(robot)
-    torch.manual_seed(0)
-    rssm = RSSM(
-        RSSMConfig(
-            task.action_dim, image_size, deter=16, hidden=16, stoch=4, classes=4, cnn_depth=4
-        )
-    )
-    actor_cfg = ActorConfig()
-    actor = Actor(rssm.feature_dim, task.action_dim, actor_cfg)
-    save_checkpoint(
-        path,
-        {
-            "kind": "policy",
-            "task": task.name,
-            "model_config": {
-                "rssm": rssm.cfg.to_dict(),
-                "actor": asdict(actor_cfg),
-                "critic": asdict(CriticConfig()),
-            },
-            "config": {"task": {**asdict(task), "image_size": image_size}},
-            "rssm": rssm.state_dict(),
-            "actor": actor.state_dict(),
-        },
-    )
-    return path
+    task = dataclasses.replace(task_for_robot(robot), image_size=image_size)
+    sizes = {"deter": 16, "hidden": 16, "stoch": 4, "classes": 4, "cnn_depth": 4}
+    return save_untrained_policy(path, task, **sizes)
 
 
 class Relay:
@@ -105,14 +80,6 @@ def frames(probe: Probe, n: int) -> int:
     for _ in range(n):
         msg = probe.next(IMAGE)
     return stamp_ns(msg)
-
-
-@pytest.fixture(scope="module")
-def pusht_policy(tmp_path_factory):
-    out = tmp_path_factory.mktemp("pol")
-    args = ["train", "policy", "--preset", "tiny", "--forward", "sim", "--reward", "sim"]
-    assert cli.main([*args, "--out", str(out)]) == 0
-    return out
 
 
 @pytest.fixture(scope="class")  # gone before the Go2's: one simulated clock at a time

@@ -8,6 +8,7 @@ policy node; the checkpoint is a DMO-SAPO run's (rl/dmo_sapo.py).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -63,3 +64,29 @@ def load_agent(path: str | Path, task: TaskConfig, device: torch.device) -> tupl
             f"task has {task.image_size}px and {task.action_dim}-d"
         )
     return Agent(rssm.to(device), actor.to(device)), ckpt
+
+
+def save_untrained_policy(path: str | Path, task: TaskConfig, **rssm_sizes) -> Path:
+    """A policy checkpoint with untrained networks (RSSMConfig sizes as given), holding what
+    `load_agent` reads: for the deployment side's tests and benches without a training run."""
+    from dmo_ros.rl.policy import ActorConfig, CriticConfig
+    from dmo_ros.training.checkpoint import save_checkpoint
+    from dmo_ros.worldmodels.rssm import RSSMConfig
+
+    torch.manual_seed(0)
+    rssm = RSSM(RSSMConfig(task.action_dim, task.image_size, **rssm_sizes))
+    actor_cfg = ActorConfig()
+    model_config = {
+        "rssm": rssm.cfg.to_dict(),
+        "actor": dataclasses.asdict(actor_cfg),
+        "critic": dataclasses.asdict(CriticConfig()),
+    }
+    payload = {
+        "kind": "policy",
+        "task": task.name,
+        "model_config": model_config,
+        "config": {"task": dataclasses.asdict(task)},
+        "rssm": rssm.state_dict(),
+        "actor": Actor(rssm.feature_dim, task.action_dim, actor_cfg).state_dict(),
+    }
+    return save_checkpoint(path, payload)
