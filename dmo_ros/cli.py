@@ -113,8 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--reward",
         metavar="DIR",
-        help="rssm, policy: the trained global reward (models/<run>); policy: or 'sim', the "
-        "simulator's goal coverage (with --forward sim)",
+        help="rssm, policy: the trained global reward (models/<run>), or 'sim': the "
+        "simulator's goal coverage (rssm: as the simulated bags recorded it; policy: with "
+        "--forward sim)",
     )
     p.add_argument(
         "--algo", choices=("dmo", "ppo", "nodiff"), default="dmo", help="policy: the learner"

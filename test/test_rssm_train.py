@@ -20,6 +20,7 @@ from dmo_ros.worldmodels.rssm_train import (
     label_rewards,
     load_rssm,
     resolve_config,
+    sim_labels,
 )
 
 
@@ -88,6 +89,18 @@ def test_labels_take_the_segment_start_as_the_episode_start():
         first = f[(t // 5) * 5].astype(np.float32) / 127.5 - 1.0
         assert np.allclose(starts[t].permute(1, 2, 0).numpy(), first, atol=1e-6)
     assert labels[0] == labels[5] == labels[10] == 0.0 and labels.shape == (12,)
+
+
+def test_sim_labels_are_the_recorded_coverage_and_a_bag_without_it_is_named():
+    seqs = block_sequences(2, 10, seed=0)
+    seqs[0].coverage = np.linspace(0.1, 0.9, 10, dtype=np.float32)
+    seqs[1].coverage = np.full(10, 0.5, np.float32)
+    labels = sim_labels(seqs)
+    assert [lab.dtype for lab in labels] == [np.float32, np.float32]
+    np.testing.assert_array_equal(labels[0], seqs[0].coverage)
+    seqs[1].coverage[3] = np.nan  # a step the bag has no task/coverage for
+    with pytest.raises(UserError, match="block_1: --reward sim needs .*task/coverage"):
+        sim_labels(seqs)
 
 
 def test_tiny_rssm_learns_its_reward_and_one_step_prediction(tmp_path, bf16):
@@ -223,6 +236,9 @@ def test_cli_trains_on_a_bag_with_a_trained_reward_and_evaluates(tmp_path, capsy
     assert code == 0, err
     code, _, err = dmo_ros("train", "rssm", *tiny, "--out", str(run))
     assert code == 2 and "--reward" in err and len(err.strip().splitlines()) == 1
+    # this bag is not the simulator's: no ground-truth coverage to learn
+    code, _, err = dmo_ros("train", "rssm", *tiny, "--out", str(run), "--reward", "sim")
+    assert code == 2 and "task/coverage" in err and len(err.strip().splitlines()) == 1
     code, out, err = dmo_ros("train", "rssm", *tiny, "--out", str(run), "--reward", str(reward))
     assert code == 0, err
     assert "rssm: preset tiny (--preset)" in out

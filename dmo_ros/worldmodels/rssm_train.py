@@ -6,7 +6,9 @@ loop is `training/loop.py`. `Finetune` is the online update on a replay buffer o
 trajectories that DMO-SAPO calls between its imagination epochs.
 
 Reward labels: the global reward of each frame, with the first frame of its play segment
-as the episode start (the goal is the reward model's own: the task's goal image).
+as the episode start (the goal is the reward model's own: the task's goal image). With
+`--reward sim` they are the simulated bags' recorded goal coverage (`task/coverage`): the
+local model of DMO-SAPO's `--reward sim` oracle.
 """
 
 from __future__ import annotations
@@ -230,6 +232,20 @@ def load_rssm(path: str | Path, task: TaskConfig | None, device: torch.device) -
     return model.to(device).eval(), ckpt
 
 
+def sim_labels(sequences: list[PlaySequence]) -> list[np.ndarray]:
+    """float32 [N] per sequence: the simulator's goal coverage recorded at each step."""
+    out = []
+    for seq in sequences:
+        cov = np.asarray(seq.coverage, np.float32)
+        if not np.all(np.isfinite(cov)):
+            raise UserError(
+                f"{seq.bag}: --reward sim needs the simulator's task/coverage at every step "
+                "(a bag of the simulated robot)"
+            )
+        out.append(cov)
+    return out
+
+
 def load_data(bags, resolved: Resolved, reward) -> tuple[Dataset, Dataset | None]:
     """Train/validation reward-labelled windows (split by bag, or in time for one bag)."""
     from dmo_ros.data.play_data import load_play_data, split_sequences
@@ -241,13 +257,20 @@ def load_data(bags, resolved: Resolved, reward) -> tuple[Dataset, Dataset | None
         raise UserError(f"play data frames are {size}px, the task wants {resolved.task.image_size}")
     train, val = split_sequences(sequences, cfg.val_fraction, cfg.seed)
     length = resolved.section.window
+
+    def labels(seqs: list[PlaySequence]) -> list[np.ndarray]:
+        return sim_labels(seqs) if reward == "sim" else label_rewards(seqs, reward)
+
+    train_labels = labels(train)  # first: a bag without coverage is named before anything
     val_data = None
     if val:
         try:
-            val_data = RewardWindows(val, label_rewards(val, reward), length)
-        except UserError:  # held-out part too short for a window: train without validation
+            val_data = RewardWindows(val, labels(val), length)
+        except UserError as e:  # held-out part too short for a window: train without it
+            if "task/coverage" in str(e):
+                raise
             val_data = None
-    return RewardWindows(train, label_rewards(train, reward), length), val_data
+    return RewardWindows(train, train_labels, length), val_data
 
 
 def run(args: argparse.Namespace) -> int:
@@ -256,12 +279,17 @@ def run(args: argparse.Namespace) -> int:
         run_folder.previous.get("data", {}).get("reward") if args.resume else None
     )
     if not reward_run:
-        raise UserError("--reward: give the trained reward run whose labels the RSSM learns")
+        raise UserError(
+            "--reward: give the trained reward run whose labels the RSSM learns "
+            "(or sim: the simulated bags' goal coverage)"
+        )
     run_folder.announce("rssm")
     resolved = resolve_config(args.config, run_folder.preset, getattr(args, "set", []))
-    from dmo_ros.rewards.interface import load_reward
+    reward = "sim"
+    if reward_run != "sim":
+        from dmo_ros.rewards.interface import load_reward
 
-    reward = load_reward(reward_run, resolved.task)
+        reward = load_reward(reward_run, resolved.task)
     train_data, val_data = load_data(run_folder.bags, resolved, reward)
     cfg = resolved.section.train
     data_info = {
