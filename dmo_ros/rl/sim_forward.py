@@ -69,6 +69,15 @@ class SimForward:
         self._rng = np.random.default_rng(seed)  # the scenes' reset seeds, call after call
         self._truth: list[dict] = []
 
+    @property
+    def rng_state(self) -> dict:
+        """The reset seeds' generator state (a checkpoint's, for an exact resume)."""
+        return self._rng.bit_generator.state
+
+    @rng_state.setter
+    def rng_state(self, state: dict) -> None:
+        self._rng.bit_generator.state = state
+
     def _frames(self, images: list[np.ndarray]) -> Tensor:
         return frames_to_model(torch.from_numpy(np.stack(images))).to(self.device)
 

@@ -243,8 +243,8 @@ def _save(out, learner, forward, setup, algo, epoch, samples, minutes, curve) ->
         "minutes": minutes,
         "curve": curve,
     }
-    if hasattr(forward, "_rng"):  # the simulator's reset seeds
-        payload["sim_rng"] = json.dumps(forward._rng.bit_generator.state)
+    if hasattr(forward, "rng_state"):  # the simulator's reset seeds
+        payload["sim_rng"] = json.dumps(forward.rng_state)
     ckpt = out / "checkpoints"
     save_checkpoint(ckpt / f"step_{epoch}.pt", payload)
     save_checkpoint(ckpt / "last.pt", payload)
@@ -261,8 +261,8 @@ def _restore(file: Path, learner: Learner, forward, setup: Setup):
     except (KeyError, RuntimeError, ValueError) as exc:
         raise UserError(f"{file}: checkpoint does not fit this run ({str(exc)[:120]})") from None
     torch.set_rng_state(ckpt["torch_rng"])
-    if "sim_rng" in ckpt and hasattr(forward, "_rng"):
-        forward._rng.bit_generator.state = json.loads(ckpt["sim_rng"])
+    if "sim_rng" in ckpt and hasattr(forward, "rng_state"):
+        forward.rng_state = json.loads(ckpt["sim_rng"])
     replay = file.parent / "replay.pt"
     if replay.is_file():
         saved = torch.load(replay, weights_only=True)
