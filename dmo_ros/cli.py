@@ -155,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--bags", nargs="+", default=[], metavar="DIR", help="held-out bag folders")
     p.add_argument("--out", metavar="DIR", help="where to write (default: <model>/eval)")
+    p.add_argument(
+        "--sampler-steps",
+        type=int,
+        metavar="N",
+        help="world-model: denoising steps per imagined frame (default: the run's own)",
+    )
     p.add_argument("--robot", choices=ROBOTS, default="pusht", help="policy: the simulated robot")
     p.add_argument("--episodes", type=int, help="policy: episodes (default: policy.eval.episodes)")
     p.add_argument("--variant", choices=("near", "full"), help="policy: start variant (near)")

@@ -273,7 +273,15 @@ def test_cli_eval_writes_to_the_run_and_refuses_bad_models(tmp_path, capsys, bf1
     assert cli.main(["eval", "world-model", "--model", str(run), "--bags", str(bag)]) == 0
     out = capsys.readouterr().out
     assert "repeat-last" in out and "sign agreement" in out
-    assert (run / "eval" / "world_model.json").is_file()
+    saved = json.loads((run / "eval" / "world_model.json").read_text())
+    assert saved["sampler"]["steps"] == 2  # the tiny preset's own
+    two = ["eval", "world-model", "--model", str(run), "--bags", str(bag), "--out"]
+    assert cli.main([*two, str(tmp_path / "one"), "--sampler-steps", "1"]) == 0
+    saved = json.loads((tmp_path / "one" / "world_model.json").read_text())
+    assert saved["sampler"]["steps"] == 1
+    capsys.readouterr()
+    assert cli.main([*two, str(tmp_path / "none"), "--sampler-steps", "0"]) == 2
+    assert "--sampler-steps" in capsys.readouterr().err
 
     other = tmp_path / "other.pt"
     save_checkpoint(other, {"kind": "rssm", "task": "pusht", "model_config": {}})

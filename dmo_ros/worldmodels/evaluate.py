@@ -441,6 +441,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             f"{file}: task image size {task.image_size} != model's {model.cfg.image_size}"
         )
+    steps = getattr(args, "sampler_steps", None)
+    if steps is not None:  # a sampling choice, not the network's: cost against fidelity
+        if steps < 1:
+            raise UserError(f"--sampler-steps: {steps} (at least 1 denoising step)")
+        model.cfg.sampler.steps = steps
     sequences = held_out(ckpt, list(args.bags), task)
     run_dir = file.parent.parent if file.parent.name == "checkpoints" else file.parent
     out = Path(args.out) if args.out else run_dir / "eval"
