@@ -1,9 +1,13 @@
 """Deploy on the Flexiv arm, or on its simulator (the default): the driver, the camera node
-with the real robot, and the policy (it starts disabled unless enable:=true).
+with the real robot, and the policy (it starts disabled unless enable:=true). record:=true
+also runs the recorder: the camera, the policy's ee_delta commands, ee_pose and the task/*
+topics go to a new bag in bag_dir (<bag_dir>/pusht_<date>_<time>) until Ctrl-C.
 
     ros2 launch dmo_ros deploy_flexiv.launch.py checkpoint:=models/RUN       # simulated Push-T
     ros2 launch dmo_ros deploy_flexiv.launch.py checkpoint:=models/RUN sim:=false \
         robot_sn:=Rizon4-062468
+    ros2 launch dmo_ros deploy_flexiv.launch.py checkpoint:=models/RUN record:=true \
+        bag_dir:=rosbags/deploy                                          # and record it
     ros2 service call /policy/enable std_srvs/srv/SetBool "{data: true}"   # start driving
     ros2 service call /estop std_srvs/srv/SetBool "{data: true}"           # stop (latches)
 """
@@ -54,6 +58,15 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument(
                 "rviz", default_value="false", choices=["true", "false"], description="start RViz"
             ),
+            DeclareLaunchArgument(
+                "record",
+                default_value="false",
+                choices=["true", "false"],
+                description="also record the deployment (camera, commands, state, task/*)",
+            ),
+            DeclareLaunchArgument(
+                "bag_dir", default_value="rosbags", description="folder for the new bag (record)"
+            ),
             Node(
                 package="dmo_ros",
                 executable="flexiv_driver",
@@ -91,6 +104,22 @@ def generate_launch_description() -> LaunchDescription:
                         "use_sim_time": ParameterValue(sim, value_type=bool),
                     },
                 ],
+            ),
+            # No Shutdown on the recorder's exit: deploying is the point, the bag a by-product.
+            Node(
+                package="dmo_ros",
+                executable="recorder",
+                name="recorder",
+                output="screen",
+                parameters=[
+                    params_file,
+                    {
+                        "bag_dir": ParameterValue(LaunchConfiguration("bag_dir"), value_type=str),
+                        "sim": ParameterValue(sim, value_type=bool),  # bag metadata, disk plan
+                        "use_sim_time": ParameterValue(sim, value_type=bool),
+                    },
+                ],
+                condition=IfCondition(LaunchConfiguration("record")),
             ),
             Node(
                 package="rviz2",

@@ -1,9 +1,13 @@
 """Deploy on the Go2, or on its simulator (the default): the driver and the policy (it starts
-disabled unless enable:=true).
+disabled unless enable:=true). record:=true also runs the recorder: the front camera, the
+policy's cmd_vel commands, odom and the task/* topics go to a new bag in bag_dir
+(<bag_dir>/push_cube_<date>_<time>) until Ctrl-C.
 
     ros2 launch dmo_ros deploy_go2.launch.py checkpoint:=models/RUN                # MuJoCo
     ros2 launch dmo_ros deploy_go2.launch.py checkpoint:=models/RUN sim:=false iface:=eth0
     ros2 launch dmo_ros deploy_go2.launch.py checkpoint:=models/RUN sim:=false backend:=cmd_vel
+    ros2 launch dmo_ros deploy_go2.launch.py checkpoint:=models/RUN record:=true \
+        bag_dir:=rosbags/deploy                                                 # and record it
     ros2 service call /policy/enable std_srvs/srv/SetBool "{data: true}"   # start driving
     ros2 service call /estop std_srvs/srv/SetBool "{data: true}"           # stop (latches)
 """
@@ -60,6 +64,15 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument(
                 "rviz", default_value="false", choices=["true", "false"], description="start RViz"
             ),
+            DeclareLaunchArgument(
+                "record",
+                default_value="false",
+                choices=["true", "false"],
+                description="also record the deployment (camera, commands, state, task/*)",
+            ),
+            DeclareLaunchArgument(
+                "bag_dir", default_value="rosbags", description="folder for the new bag (record)"
+            ),
             Node(
                 package="dmo_ros",
                 executable="go2_driver",
@@ -89,6 +102,22 @@ def generate_launch_description() -> LaunchDescription:
                         "use_sim_time": ParameterValue(sim, value_type=bool),
                     },
                 ],
+            ),
+            # No Shutdown on the recorder's exit: deploying is the point, the bag a by-product.
+            Node(
+                package="dmo_ros",
+                executable="recorder",
+                name="recorder",
+                output="screen",
+                parameters=[
+                    LaunchConfiguration("params_file"),
+                    {
+                        "bag_dir": ParameterValue(LaunchConfiguration("bag_dir"), value_type=str),
+                        "sim": ParameterValue(sim, value_type=bool),  # bag metadata, disk plan
+                        "use_sim_time": ParameterValue(sim, value_type=bool),
+                    },
+                ],
+                condition=IfCondition(LaunchConfiguration("record")),
             ),
             Node(
                 package="rviz2",
