@@ -1,5 +1,5 @@
-"""The `policy:` section of a task config (config/pusht.yaml): DMO-SAPO, PPO, the start
-variants and the evaluation in the simulated robot."""
+"""The `policy:` section of a task config (config/pusht.yaml, config/push_cube.yaml): DMO-SAPO,
+PPO, the start variants and the evaluation in the simulated robot."""
 
 from __future__ import annotations
 
@@ -46,8 +46,14 @@ class FullConfig:
 
 @dataclass
 class Variants:
-    near: NearConfig
     full: FullConfig
+    near: NearConfig | None = None  # None: the task's simulator has no near starts (Go2)
+
+    def near_dict(self) -> dict | None:
+        """The near starts as the simulators' reset options take them (None: none)."""
+        if self.near is None:
+            return None
+        return {"position": self.near.position, "angle_deg": self.near.angle_deg}
 
 
 @dataclass

@@ -95,7 +95,7 @@ def _rssm(args, setup: Setup, preset: str, device):
 def _world(args, setup: Setup, device):
     """(forward model, starts, reward) for the flags."""
     cfg, task = setup.section, setup.task
-    near = {"position": cfg.variants.near.position, "angle_deg": cfg.variants.near.angle_deg}
+    near = cfg.variants.near_dict()
     reward = None
     if args.reward != "sim":
         from dmo_ros.rewards.interface import load_reward
@@ -128,12 +128,11 @@ def _evaluate(learner: Learner, setup: Setup, variant: str) -> dict:
 
     cfg = setup.section
     v = getattr(cfg.variants, variant)
-    near = {"position": cfg.variants.near.position, "angle_deg": cfg.variants.near.angle_deg}
     agent = Agent(learner.rssm, learner.actor)
     try:
         return evaluate_agent(
             agent, setup.task, variant, v.steps, cfg.eval.episodes, cfg.eval.batch,
-            cfg.eval.seed, near,
+            cfg.eval.seed, cfg.variants.near_dict(),
         )  # fmt: skip
     finally:
         learner.rssm.train()
@@ -156,6 +155,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"policy: preset {preset} ({why}), algo {args.algo}, forward {args.forward}")
     setup = resolve_config(args.config, preset, getattr(args, "set", []))
     cfg = setup.section
+    if args.variant == "near" and cfg.variants.near is None:
+        raise UserError(
+            f"--variant near: the {setup.task.name} task has no near starts (its simulator "
+            "has one start distribution); pass --variant full"
+        )
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = pick_device(args.device)
