@@ -2,9 +2,11 @@
 
     dmo-ros eval policy --robot pusht --model models/RUN --episodes 50 --variant near
 
-Episodes run in lockstep batches of Push-T tables, each seeded by `seed` + its index, so two
-policies meet the same starts. An episode ends at success (goal coverage >= 0.95 after a
-step, gym-pusht's criterion) or after `steps` control steps.
+Episodes run in lockstep batches of Push-T tables (or Go2 push-cube scenes), each seeded by
+`seed` + its index, so two policies meet the same starts. An episode ends at success (Push-T:
+goal coverage >= 0.95 after a step, gym-pusht's criterion; Go2: the cube inside the goal, the
+scene's task/success) or after `steps` control steps. The Go2 scene has no coverage: its
+coverage figures are None, as in `dmo-ros deploy`'s.
 """
 
 from __future__ import annotations
@@ -36,6 +38,35 @@ class Agent(Protocol):
         ...
 
 
+class _Go2Scene:
+    """The Go2 push-cube scene stepped as a Push-T table is: (image, coverage, success, ...),
+    its coverage NaN (it has none); seeded as the sim driver seeds `dmo-ros deploy`'s."""
+
+    def __init__(self, task: TaskConfig) -> None:
+        from dmo_ros.sim import make_sim
+
+        bounds = dict(zip(task.action_names, zip(task.action_low, task.action_high)))
+        self.sim = make_sim(
+            "go2", image_size=task.image_size, control_period=task.control_period, **bounds
+        )
+
+    def reset(self, seed: int, options: dict):
+        image, truth = self.sim.reset(seed=seed, options=options or None)
+        return image, {**truth, "coverage": np.nan}
+
+    def step(self, action):
+        image, _, success, truncated, truth = self.sim.step(action)
+        return image, np.nan, success, truncated, truth
+
+
+def _scene(task: TaskConfig):
+    return _Go2Scene(task) if task.robot == "go2" else make_table(task)
+
+
+def _value(x: float) -> float | None:
+    return None if np.isnan(x) else float(x)
+
+
 def evaluate_agent(
     agent: Agent,
     task: TaskConfig,
@@ -50,7 +81,7 @@ def evaluate_agent(
     if min(steps, episodes, batch) < 1:
         raise UserError(f"eval policy: steps {steps}, episodes {episodes}, batch {batch} < 1")
     options = reset_options(variant, near)
-    tables = [make_table(task) for _ in range(min(batch, episodes))]
+    tables = [_scene(task) for _ in range(min(batch, episodes))]
     curves = np.zeros((episodes, steps + 1))  # coverage after t steps, t = 0: the start
     rows = []
     for first in range(0, episodes, batch):
@@ -85,11 +116,12 @@ def evaluate_agent(
                     "seed": seed + first + i,
                     "success": bool(done[i]),
                     "steps": int(ended[i]),
-                    "final_coverage": float(curve[i, -1]),
-                    "max_coverage": float(curve[i].max()),
+                    "final_coverage": _value(curve[i, -1]),
+                    "max_coverage": _value(curve[i].max()),
                 }
             )
     wins = [r["steps"] for r in rows if r["success"]]
+    covered = not np.isnan(curves).any()
     return {
         "variant": variant,
         "steps": steps,
@@ -101,9 +133,9 @@ def evaluate_agent(
             "mean": float(np.mean(wins)) if wins else None,
             "median": float(np.median(wins)) if wins else None,
         },
-        "coverage_curve": curves.mean(axis=0).tolist(),
-        "final_coverage_mean": float(curves[:, -1].mean()),
-        "max_coverage_mean": float(curves.max(axis=1).mean()),
+        "coverage_curve": curves.mean(axis=0).tolist() if covered else [],
+        "final_coverage_mean": float(curves[:, -1].mean()) if covered else None,
+        "max_coverage_mean": float(curves.max(axis=1).mean()) if covered else None,
         "rows": rows,
     }
 
