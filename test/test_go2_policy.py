@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import yaml
 from play_bags import write_play_bag
 
 from dmo_ros import cli
@@ -38,6 +39,8 @@ def test_a_nodiff_policy_trained_on_push_cube_bags_deploys_on_the_simulated_go2(
     ckpt = load_checkpoint(run, kind="policy", task="push_cube")
     assert ckpt["config"]["algo"] == "nodiff" and ckpt["epoch"] == 3
     assert ckpt["config"]["task"]["robot"] == "go2"
+    command = yaml.safe_load((run / "config.yaml").read_text())["command"]
+    assert command.startswith("dmo-ros train policy --config push_cube.yaml --preset tiny")
     # evaluated in the Go2 scene (epochs 2 and 3): success rates, no coverage
     curve = json.loads((run / "eval" / "curve.json").read_text())
     assert [p["epoch"] for p in curve] == [2, 3]

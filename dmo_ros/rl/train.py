@@ -224,6 +224,8 @@ def run(args: argparse.Namespace) -> int:
 def _command(args: argparse.Namespace, preset: str) -> str:
     """The command that trains this run (for the comparison table)."""
     words = ["dmo-ros", "train", "policy", "--preset", preset, "--algo", args.algo]
+    if args.config != "pusht.yaml":  # the CLI's default task
+        words[3:3] = ["--config", str(args.config)]
     words += ["--forward", args.forward, "--reward", args.reward, "--variant", args.variant]
     for flag in ("world_model", "rssm"):
         if getattr(args, flag):
