@@ -73,9 +73,11 @@ def test_ppo_and_dmo_runs_are_compared_on_the_same_episodes(tmp_path, capsys):
 
 
 def test_resume_continues_exactly(tmp_path):
-    sets = ["--set", "policy.epochs=4"]
+    # 12-step episodes of 4-step batches: the checkpoint at epoch 2 is mid-episode
+    long = ["--set", "policy.variants.near.steps=12"]
+    sets = ["--set", "policy.epochs=4", *long]
     assert train(tmp_path / "straight", *sets) == 0
-    assert train(tmp_path / "resumed", "--set", "policy.epochs=2") == 0
+    assert train(tmp_path / "resumed", "--set", "policy.epochs=2", *long) == 0
     assert train(tmp_path / "resumed", "--resume", *sets) == 0
     a = load_checkpoint(tmp_path / "straight")
     b = load_checkpoint(tmp_path / "resumed")

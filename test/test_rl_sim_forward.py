@@ -97,3 +97,43 @@ def test_bad_input(task):
     state = sim.init(*sim.starts())
     with pytest.raises(ValueError, match="action shape"):
         sim.step(state, torch.zeros(3, 2))
+
+
+def test_episodes_go_on_across_batches_until_the_episode_length(task):
+    from dmo_ros.rl.dmo_sapo import SimStarts
+    from dmo_ros.rl.imagination import Trajectory
+
+    sim = SimForward(task, batch=2, variant="near", near=NEAR, seed=0, context=4)
+    starts = SimStarts(sim, episode_steps=7)
+    gen = torch.Generator().manual_seed(0)
+
+    def batch(frames, horizon=3):
+        state, out, acts = sim.init(frames, None), [frames[:, -1]], []
+        for k in range(horizon):
+            a = torch.full((2, 2), 0.5 - 0.3 * k)
+            frame, state = sim.step(state, a)
+            out.append(frame)
+            acts.append(a)
+        z = torch.zeros(horizon, 2)
+        traj = Trajectory(z, torch.stack(acts), z, z, z, torch.stack(out, 1), z[0])
+        starts.advance(traj)
+        return traj
+
+    first, _ = starts.sample(2, gen)
+    traj = batch(first)
+    assert starts.steps == 3
+    frames, actions = starts.sample(2, gen)  # 3 + 3 <= 7: the scenes go on
+    assert torch.equal(frames, traj.frames[:, -4:])
+    assert torch.equal(actions[:, :3], traj.actions.transpose(0, 1)[:, -3:])
+    assert not actions[:, -1].any()  # after the last frame: the policy's to choose
+    snap = starts.state_dict()
+    truth = sim.ground_truth()
+    batch(frames)  # 6 + 3 > 7: the next batch starts from a reset
+    assert starts.steps == 6 and starts.context is None
+    again = SimForward(task, batch=2, variant="near", near=NEAR, seed=99, context=4)
+    restored = SimStarts(again, episode_steps=7)
+    restored.load_state_dict(snap)  # the scenes replayed to where the snapshot was
+    assert restored.steps == 3 and torch.equal(restored.context[0], frames)
+    for a, b in zip(again.ground_truth(), truth):
+        np.testing.assert_array_equal(a["object"], b["object"])
+        np.testing.assert_array_equal(a["ee"], b["ee"])

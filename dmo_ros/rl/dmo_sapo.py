@@ -97,6 +97,8 @@ class Learner:
         )
         logs |= self.actor_step(traj)
         logs |= self.critic_step(traj)
+        if hasattr(starts, "advance"):
+            starts.advance(traj)
         if self.finetune is not None:
             self.replay.add(*traj.replay_episode())
         return logs
@@ -233,10 +235,37 @@ def near_starts(sequences, context: int, reward, quantile: float, device) -> Bag
 
 
 class SimStarts:
-    """The simulated robot's own resets (near or full), the scene at rest for L frames."""
+    """The simulated robot's own resets (near or full), the scene at rest for L frames; the
+    scenes then go on from where the last batch left them until the variant's episode
+    length (`episode_steps`) has no room for another one, as SHAC and SAPO keep their
+    environments across epochs: the policy learns the later states of an episode too."""
 
-    def __init__(self, forward) -> None:
-        self.forward = forward
+    def __init__(self, forward, episode_steps: int | None = None) -> None:
+        self.forward, self.episode_steps = forward, episode_steps
+        self.steps = 0  # since the scenes' reset
+        self.context: tuple[Tensor, Tensor] | None = None  # where the next batch goes on
 
     def sample(self, batch: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        return self.forward.starts()
+        if self.context is None:
+            self.steps = 0
+            return self.forward.starts()
+        return self.context
+
+    def advance(self, traj: Trajectory) -> None:
+        """After a batch: its last L frames (and the actions after them) go on, or a reset."""
+        horizon = traj.actions.shape[0]
+        self.steps += horizon
+        context = self.forward.context
+        if self.episode_steps is None or self.steps + horizon > self.episode_steps:
+            self.context = None
+            return
+        acts = traj.actions.detach().transpose(0, 1)  # [B, H, A]
+        acts = torch.cat([acts, torch.zeros_like(acts[:, :1])], 1)[:, -context:]
+        self.context = (traj.frames[:, -context:].detach().contiguous(), acts.contiguous())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "context": self.context, "scenes": self.forward.snapshot()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps, self.context = int(state["steps"]), state["context"]
+        self.forward.restore(state["scenes"])

@@ -36,6 +36,8 @@ class PPOLearner(Learner):
                 self.horizon,
             )  # fmt: skip
         logs |= self.update(traj)
+        if hasattr(starts, "advance"):
+            starts.advance(traj)
         self.replay.add(*traj.replay_episode())
         return logs
 

@@ -6,9 +6,13 @@ so the learner can swap it in for the diffusion model to tell policy learning ap
 world-model errors. The scenes are the state: `init` and `step` do not branch or rewind.
 Frames come from the sim as uint8 [H,W,3] and go out as float [3,H,W] in [-1, 1]
 (diamond.frames_to_model). The reward is the sim's goal coverage after the last step.
+`snapshot` / `restore` carry the scenes across a checkpoint: the reset seeds and the actions
+since, replayed (the simulator is deterministic).
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import torch
@@ -68,6 +72,8 @@ class SimForward:
         self.tables = [make_table(task) for _ in range(self.batch)]
         self._rng = np.random.default_rng(seed)  # the scenes' reset seeds, call after call
         self._truth: list[dict] = []
+        self._seeds: list[int] = []  # of the last reset, and the actions since (snapshot)
+        self._history: list[np.ndarray] = []
 
     @property
     def rng_state(self) -> dict:
@@ -83,15 +89,37 @@ class SimForward:
 
     def starts(self) -> tuple[Tensor, Tensor]:
         """Reset every scene: (frames [B,L,3,H,W], zero actions [B,L,A]), the start repeated."""
-        seeds = self._rng.integers(0, 2**31, self.batch)
-        images, self._truth = [], []
-        for table, s in zip(self.tables, seeds):
-            image, truth = table.reset(seed=int(s), options=self.options)
-            images.append(image)
-            self._truth.append(truth)
+        self._seeds = [int(s) for s in self._rng.integers(0, 2**31, self.batch)]
+        images = self._reset()
         frames = self._frames(images).unsqueeze(1).expand(-1, self.context, -1, -1, -1)
         actions = torch.zeros(self.batch, self.context, self.task.action_dim, device=self.device)
         return frames.contiguous(), actions
+
+    def _reset(self) -> list[np.ndarray]:
+        images, self._truth, self._history = [], [], []
+        for table, s in zip(self.tables, self._seeds):
+            image, truth = table.reset(seed=s, options=self.options)
+            images.append(image)
+            self._truth.append(truth)
+        return images
+
+    def snapshot(self) -> dict:
+        """The scenes as a checkpoint keeps them: the seeds' generator, the last reset's
+        seeds and the (physical) actions since."""
+        return {
+            "rng": json.dumps(self.rng_state),  # 128-bit ints: a checkpoint keeps text
+            "seeds": list(self._seeds),
+            "actions": torch.from_numpy(np.array(self._history, np.float64)),
+        }
+
+    def restore(self, snap: dict) -> None:
+        """The scenes of `snapshot`: reset with its seeds, its actions stepped again."""
+        self.rng_state = json.loads(snap["rng"])
+        self._seeds = [int(s) for s in snap["seeds"]]
+        if self._seeds:
+            self._reset()
+            for a in snap["actions"].numpy():
+                self._step(a)
 
     def init(self, frames: Tensor, actions: Tensor) -> int:
         """The scenes are the state (the frames must be those of `starts`): the step count."""
@@ -104,12 +132,16 @@ class SimForward:
         a = self.task.denormalize(action.detach().float().cpu().numpy())
         if a.shape != (self.batch, self.task.action_dim):
             raise ValueError(f"SimForward.step: action shape {tuple(action.shape)}")
+        return self._frames(self._step(a)), state + 1
+
+    def _step(self, a: np.ndarray) -> list[np.ndarray]:
         images, self._truth = [], []
         for table, ai in zip(self.tables, a):
             image, *_, truth = table.step(ai)
             images.append(image)
             self._truth.append(truth)
-        return self._frames(images), state + 1
+        self._history.append(np.asarray(a, np.float64))
+        return images
 
     def reward(self, frames: Tensor, start: Tensor | None = None) -> Tensor:
         """Goal coverage [B] of each scene after its last step (frames and start unused)."""

@@ -105,7 +105,8 @@ def _world(args, setup: Setup, device):
         from dmo_ros.rl.sim_forward import SimForward
 
         forward = SimForward(task, cfg.batch, args.variant, near, cfg.seed, SIM_CONTEXT, device)
-        return forward, SimStarts(forward), reward or forward
+        steps = getattr(cfg.variants, args.variant).steps  # episodes go on up to this length
+        return forward, SimStarts(forward, steps), reward or forward
     from dmo_ros.data.play_data import load_play_data
 
     forward, context = None, SIM_CONTEXT
@@ -188,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
 
     epoch, samples, minutes, curve = 0, 0, 0.0, []
     if args.resume:
-        epoch, samples, minutes, curve = _restore(last_file, learner, forward, setup)
+        epoch, samples, minutes, curve = _restore(last_file, learner, starts, setup)
     logger = RunLogger(out, cfg.epochs, epoch, desc="policy")
     started = time.monotonic() - minutes * 60
     per_epoch = cfg.batch * learner.horizon
@@ -210,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
                 (out / "eval").mkdir(exist_ok=True)
                 (out / "eval" / "curve.json").write_text(json.dumps(curve, indent=1))
             if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
-                _save(out, learner, forward, setup, args.algo, epoch, samples, minutes, curve)
+                _save(out, learner, starts, setup, args.algo, epoch, samples, minutes, curve)
     finally:
         logger.close()
     final = curve[-1]["success_rate"] if curve else float("nan")
@@ -236,7 +237,7 @@ def _command(args: argparse.Namespace, preset: str) -> str:
     return " ".join([*words, "--out", args.out])
 
 
-def _save(out, learner, forward, setup, algo, epoch, samples, minutes, curve) -> None:
+def _save(out, learner, starts, setup, algo, epoch, samples, minutes, curve) -> None:
     payload = {
         "kind": KIND,
         "task": setup.task.name,
@@ -249,8 +250,8 @@ def _save(out, learner, forward, setup, algo, epoch, samples, minutes, curve) ->
         "minutes": minutes,
         "curve": curve,
     }
-    if hasattr(forward, "rng_state"):  # the simulator's reset seeds
-        payload["sim_rng"] = json.dumps(forward.rng_state)
+    if hasattr(starts, "state_dict"):  # the simulator's scenes, mid-episode
+        payload["sim_starts"] = starts.state_dict()
     ckpt = out / "checkpoints"
     save_checkpoint(ckpt / f"step_{epoch}.pt", payload)
     save_checkpoint(ckpt / "last.pt", payload)
@@ -260,15 +261,15 @@ def _save(out, learner, forward, setup, algo, epoch, samples, minutes, curve) ->
     tmp.replace(ckpt / "replay.pt")
 
 
-def _restore(file: Path, learner: Learner, forward, setup: Setup):
+def _restore(file: Path, learner: Learner, starts, setup: Setup):
     ckpt = load_checkpoint(file, kind=KIND, task=setup.task.name)
     try:
         learner.load_state_dict(ckpt)
     except (KeyError, RuntimeError, ValueError) as exc:
         raise UserError(f"{file}: checkpoint does not fit this run ({str(exc)[:120]})") from None
     torch.set_rng_state(ckpt["torch_rng"])
-    if "sim_rng" in ckpt and hasattr(forward, "rng_state"):
-        forward.rng_state = json.loads(ckpt["sim_rng"])
+    if "sim_starts" in ckpt and hasattr(starts, "load_state_dict"):
+        starts.load_state_dict(ckpt["sim_starts"])
     replay = file.parent / "replay.pt"
     if replay.is_file():
         saved = torch.load(replay, weights_only=True)
