@@ -131,8 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--variant",
         choices=("near", "full"),
-        default="near",
-        help="policy: the task's start variant (near: the T close to its goal)",
+        help="policy: the task's start variant (default: its first, near for Push-T: the T "
+        "close to its goal; full for push cube, its only one)",
     )
 
     p = sub.add_parser(
@@ -163,7 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--robot", choices=ROBOTS, default="pusht", help="policy: the simulated robot")
     p.add_argument("--episodes", type=int, help="policy: episodes (default: policy.eval.episodes)")
-    p.add_argument("--variant", choices=("near", "full"), help="policy: start variant (near)")
+    p.add_argument(
+        "--variant",
+        choices=("near", "full"),
+        help="policy: start variant (default: near for pusht, full for go2)",
+    )
     p.add_argument("--seed", type=int, help="policy: seed of the first episode's scene")
     p.add_argument("--config", help="policy: task config (default: the robot's)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")

@@ -77,6 +77,25 @@ def test_an_untrained_go2_policy_runs_end_to_end_and_is_recorded(tmp_path, capsy
     assert topics["/cmd_vel"][1] > 0 and topics["/reset"][1] >= 2
 
 
+def test_the_plan_reads_the_robots_own_task_config(tmp_path):
+    """No --variant, no --steps: Push-T's near starts (100 steps, config/pusht.yaml), the
+    Go2's full starts (200 steps, config/push_cube.yaml); near is refused for the Go2."""
+    from argparse import Namespace
+
+    from dmo_ros.nodes.deploy import plan
+
+    flags = dict(sim=True, time_scale=1.0, episodes=1, variant=None, steps=None, seed=None)
+    flags.update(record=None, out=None)
+    go2 = hand_policy(tmp_path / "go2.pt", "go2")
+    p = plan(Namespace(robot="go2", checkpoint=str(go2), **flags))
+    assert (p.variant, p.steps, p.seed, p.near) == ("full", 200, SEED, None)
+    pusht = hand_policy(tmp_path / "pusht.pt", "pusht")
+    p = plan(Namespace(robot="pusht", checkpoint=str(pusht), **flags))
+    assert (p.variant, p.steps, p.seed, p.near) == ("near", 100, SEED, NEAR)
+    with pytest.raises(UserError, match="push_cube task has no near starts"):
+        plan(Namespace(robot="go2", checkpoint=str(go2), **{**flags, "variant": "near"}))
+
+
 @pytest.mark.parametrize("case", ["missing", "other robot"])
 def test_bad_input_is_one_line_and_exit_2_before_any_node(case, tmp_path, capsys):
     checkpoint = tmp_path / "none"

@@ -32,7 +32,7 @@ def test_a_nodiff_policy_trained_on_push_cube_bags_deploys_on_the_simulated_go2(
     assert cli.main(["train", "reward", *tiny, "--out", str(reward)]) == 0
     assert cli.main(["train", "rssm", *tiny, "--reward", str(reward), "--out", str(rssm)]) == 0
     policy = ["train", "policy", *tiny, "--algo", "nodiff", "--forward", "global"]
-    policy += ["--reward", str(reward), "--rssm", str(rssm), "--variant", "full"]
+    policy += ["--reward", str(reward), "--rssm", str(rssm)]  # the variant: full, its only one
     capsys.readouterr()
     assert cli.main([*policy, "--out", str(run)]) == 0, capsys.readouterr().err
     assert "success in the simulated robot (full)" in capsys.readouterr().out
@@ -41,6 +41,7 @@ def test_a_nodiff_policy_trained_on_push_cube_bags_deploys_on_the_simulated_go2(
     assert ckpt["config"]["task"]["robot"] == "go2"
     command = yaml.safe_load((run / "config.yaml").read_text())["command"]
     assert command.startswith("dmo-ros train policy --config push_cube.yaml --preset tiny")
+    assert "--variant full" in command
     # evaluated in the Go2 scene (epochs 2 and 3): success rates, no coverage
     curve = json.loads((run / "eval" / "curve.json").read_text())
     assert [p["epoch"] for p in curve] == [2, 3]
@@ -72,7 +73,7 @@ def test_a_nodiff_policy_trained_on_push_cube_bags_deploys_on_the_simulated_go2(
 
 
 def test_near_is_refused_in_one_line_for_the_go2(tmp_path, capsys):
-    flags = ["--algo", "nodiff", "--reward", "r", "--rssm", "s", "--bags", "b"]
+    flags = ["--algo", "nodiff", "--reward", "r", "--rssm", "s", "--bags", "b", "--variant", "near"]
     code = cli.main(["train", "policy", *CUBE, *flags, "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--variant full" in err[0], err

@@ -136,7 +136,7 @@ def test_run_writes_json_and_table(tmp_path, monkeypatch, capsys):
     assert evaluate.run(_args(model=str(model), seed=5)) == 0
     assert loaded == [(model, "pusht", "cpu")]
     result = json.loads((model / "eval" / "policy_near.json").read_text())
-    assert result["run"] == "run1" and result["episodes"] == 2 and result["steps"] == 64
+    assert result["run"] == "run1" and result["episodes"] == 2 and result["steps"] == 100
     assert [row["seed"] for row in result["rows"]] == [5, 6]
     md = (model / "eval" / "policy_near.md").read_text()
     assert "| run1 | - | - | near | " in md and md in capsys.readouterr().out
@@ -147,11 +147,64 @@ def test_run_writes_json_and_table(tmp_path, monkeypatch, capsys):
 
 
 def test_run_bad_input(tmp_path):
-    with pytest.raises(UserError, match="not supported yet"):
-        evaluate.run(_args(robot="go2", model=str(tmp_path)))
+    with pytest.raises(UserError, match="no near starts.*--variant full"):
+        evaluate.run(_args(robot="go2", model=str(tmp_path), config=None))
+    with pytest.raises(UserError, match="a task for the flexiv, not the go2"):
+        evaluate.run(_args(robot="go2", model=str(tmp_path), variant=None))
     with pytest.raises(UserError, match="unknown robot"):
         evaluate.run(_args(robot="ur5", model=str(tmp_path)))
     with pytest.raises(UserError, match="no such policy run"):
         evaluate.run(_args(model=str(tmp_path / "missing")))
     with pytest.raises(UserError, match="variant"):
         evaluate.run(_args(model=str(tmp_path), variant="far"))
+
+
+def test_the_default_variant_is_the_tasks_first(tmp_path, monkeypatch):
+    """No --variant: near for Push-T (unchanged), full for push cube (its only one)."""
+    seen = []
+    monkeypatch.setattr(evaluate, "evaluate_agent", lambda *a, **k: seen.append(a[2]) or {})
+    monkeypatch.setattr(evaluate, "_write", lambda *a: None)
+    monkeypatch.setitem(
+        sys.modules,
+        "dmo_ros.rl.agent",
+        types.SimpleNamespace(load_agent=lambda *a: (ConstantAgent(), {})),
+    )
+    evaluate.run(_args(model=str(tmp_path), variant=None))
+    evaluate.run(_args(robot="go2", model=str(tmp_path), variant=None, config=None))
+    assert seen == ["near", "full"]
+
+
+def test_eval_policy_runs_a_tiny_go2_policy_in_the_push_cube_scene(tmp_path, capsys):
+    """`dmo-ros eval policy --robot go2`: one short episode of an untrained policy in the
+    MuJoCo scene; success rate and steps to success, no coverage."""
+    import yaml
+    from test_policy_node import hand_policy
+
+    from dmo_ros import cli
+    from dmo_ros.config import config_path, load_yaml
+
+    data = load_yaml(config_path("push_cube.yaml"))
+    data["policy"]["variants"]["full"]["steps"] = 4
+    data["policy"]["eval"].update(episodes=1, batch=1, seed=7)
+    config = tmp_path / "push_cube_short.yaml"
+    config.write_text(yaml.safe_dump(data))
+    checkpoint = hand_policy(tmp_path / "go2.pt", "go2")
+    out = tmp_path / "eval"
+    flags = ["--model", str(checkpoint), "--config", str(config), "--device", "cpu"]
+    capsys.readouterr()
+    assert cli.main(["eval", "policy", "--robot", "go2", *flags, "--out", str(out)]) == 0
+    result = json.loads((out / "policy_full.json").read_text())
+    assert (result["variant"], result["steps"], result["episodes"]) == ("full", 4, 1)
+    row = result["rows"][0]
+    assert row["seed"] == 7 and (row["steps"] == 4 or row["success"])
+    assert row["final_coverage"] is None and row["max_coverage"] is None
+    assert result["coverage_curve"] == [] and result["final_coverage_mean"] is None
+    assert 0.0 <= result["success_rate"] <= 1.0
+    md = (out / "policy_full.md").read_text()
+    assert "| full | " in md and md in capsys.readouterr().out
+    # the curves plot copes with a Go2 run's curve.json (success only, coverage None)
+    plot_curves(
+        [{"label": "go2", "samples": [0, 8], "minutes": [0, 1], "success": [0.0, 1.0]}],
+        tmp_path / "curves.png",
+    )
+    assert (tmp_path / "curves.png").is_file()

@@ -50,7 +50,7 @@ class Plan:
     variant: str
     steps: int
     seed: int
-    near: dict
+    near: dict | None  # the near starts (None: the task has none)
     out: Path
     record: Path | None
 
@@ -65,17 +65,16 @@ def plan(args: argparse.Namespace) -> Plan:
         raise UserError(f"--time-scale {args.time_scale:g}: must be in [0.01, 100]")
     if args.episodes < 1:
         raise UserError(f"--episodes {args.episodes}: must be >= 1")
-    variant = args.variant or ("near" if robot == "flexiv" else "full")
-    if variant == "near" and robot != "flexiv":
-        raise UserError("--variant near: Push-T only (the Go2 scene has one start distribution)")
-    # The variants and the evaluation seed are the Push-T policy section's (config/pusht.yaml),
-    # the ones `dmo-ros eval policy` reads.
+    # The variants and the evaluation seed are the robot's own task config's policy section
+    # (config/pusht.yaml, config/push_cube.yaml), the ones `dmo-ros eval policy` reads.
     from dmo_ros.rl.config import SECTION, PolicyEvalConfig, Variants
+    from dmo_ros.rl.evaluate import resolve_variant
 
-    path = config_path(TASK_FILES["flexiv"])
+    path = config_path(TASK_FILES[robot])
     section = apply_preset(load_yaml(path), None, str(path)).get(SECTION, {})
     variants = build(Variants, section.get("variants"), str(path), f"{SECTION}.variants.")
     evals = build(PolicyEvalConfig, section.get("eval"), str(path), f"{SECTION}.eval.")
+    variant = resolve_variant(args.variant, variants, task)
     steps = args.steps or getattr(variants, variant).steps
     if steps < 1:
         raise UserError(f"--steps {steps}: must be >= 1")
@@ -96,7 +95,7 @@ def plan(args: argparse.Namespace) -> Plan:
         variant=variant,
         steps=int(steps),
         seed=evals.seed if args.seed is None else int(args.seed),
-        near=vars(variants.near),
+        near=variants.near_dict(),
         out=Path(args.out) if args.out else run_dir / "eval",
         record=record,
     )

@@ -1,6 +1,7 @@
 """Policies in the simulated robot: success rate and steps to success (paper Table I, Fig. 3).
 
     dmo-ros eval policy --robot pusht --model models/RUN --episodes 50 --variant near
+    dmo-ros eval policy --robot go2 --model models/RUN --episodes 20   # push cube: full starts
 
 Episodes run in lockstep batches of Push-T tables (or Go2 push-cube scenes), each seeded by
 `seed` + its index, so two policies meet the same starts. An episode ends at success (Push-T:
@@ -193,8 +194,6 @@ def run(args: argparse.Namespace) -> int:
     from dmo_ros.training.device import pick_device
 
     robot = robot_name(args.robot)
-    if robot != "flexiv":
-        raise UserError(f"eval policy: robot '{args.robot}' is not supported yet (pusht only)")
     models = [Path(m) for m in ([args.model] if isinstance(args.model, str) else args.model)]
     for model in models:
         if not model.exists():
@@ -209,11 +208,11 @@ def run(args: argparse.Namespace) -> int:
     section = data[SECTION]
     variants = build(Variants, section.get("variants"), source, f"{SECTION}.variants.")
     evals = build(PolicyEvalConfig, section.get("eval"), source, f"{SECTION}.eval.")
-    variant = args.variant or "near"
-    if variant not in ("near", "full"):
-        raise UserError(f"eval policy: unknown variant '{variant}' (expected near or full)")
+    if task.robot != robot:
+        raise UserError(f"{source}: a task for the {task.robot}, not the {robot}")
+    variant = resolve_variant(args.variant, variants, task)
     spec = getattr(variants, variant)
-    near = vars(variants.near)
+    near = variants.near_dict()
     device = pick_device(args.device or "auto")
     results, curves = [], []
     for model in models:
@@ -255,6 +254,22 @@ def run(args: argparse.Namespace) -> int:
             plot_curves(curves, out / "policy_curves.png")
             print(f"-> {out / 'policy_curves.png'}")
     return 0
+
+
+def resolve_variant(variant: str | None, variants: Variants, task: TaskConfig) -> str:
+    """The start variant asked for, or the task's first (near where it has near starts, as
+    Push-T does; else full, the push-cube scene's only one); near where there is none and an
+    unknown name are UserErrors."""
+    if variant is None:
+        return "near" if variants.near is not None else "full"
+    if variant not in ("near", "full"):
+        raise UserError(f"unknown start variant '{variant}' (expected near or full)")
+    if variant == "near" and variants.near is None:
+        raise UserError(
+            f"--variant near: the {task.name} task has no near starts (its simulator has one "
+            "start distribution); pass --variant full"
+        )
+    return variant
 
 
 def _run_info(run_dir: Path) -> dict:
