@@ -11,7 +11,9 @@ half the episodes and the random direction in about half.
 
     python bench/dmo_gradient_alignment.py --rssm models/rssm-sim [--policy models/RUN]
 
-Writes bench/results/dmo_gradient_alignment.json.
+Writes bench/results/dmo_gradient_alignment.json, one entry per --label (default: the policy
+run, or "untrained"). "moved_coverage" counts the episodes whose coverage changed at all:
+the others never touched the T, and no gradient can be right or wrong there.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def main() -> int:
     p.add_argument("--eps", type=float, nargs="+", default=[0.05, 0.2])
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--variant", default="near", choices=("near", "full"))
+    p.add_argument("--label", help="the entry's name in the JSON")
     args = p.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -77,7 +80,8 @@ def main() -> int:
     if args.policy:
         from dmo_ros.rl.agent import load_agent
 
-        actor = load_agent(args.policy, task).actor
+        agent, _ = load_agent(args.policy, task, torch.device("cpu"))
+        rssm, actor = agent.rssm, agent.actor  # the policy with the RSSM it was trained with
     rssm.requires_grad_(False)
     actor.requires_grad_(False)
     sim = SimForward(task, args.batch, args.variant, NEAR, seed=7, context=4)
@@ -117,7 +121,10 @@ def main() -> int:
         out["eps"][e] = res
         print(f"eps {e}: {json.dumps(res)}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "dmo_gradient_alignment.json").write_text(json.dumps(out, indent=1))
+    path = RESULTS / "dmo_gradient_alignment.json"
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    saved[args.label or args.policy or "untrained"] = out
+    path.write_text(json.dumps(saved, indent=1))
     return 0
 
 
