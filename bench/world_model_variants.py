@@ -59,6 +59,9 @@ ATTN_LOW = [
     "world_model.unet.attention=[false, false, true]",
 ]
 NOISE = ["world_model.edm.context_noise_max=0.3", "world_model.sampler.context_noise=0.1"]
+# 32x32 at the cost of 16x16: 16 channels at 32x32 cost what 32 do at 16x16 (H W C^2)
+NARROW = ["world_model.unet.channels=[16, 32, 64, 96]", "world_model.unet.depths=[1, 1, 1, 1]"]
+LEAN = ["world_model.unet.channels=[16, 32, 64]", "world_model.unet.depths=[1, 1, 1]"]
 # The candidates: `--set` overrides of the cpu preset (3 Euler steps each, as the preset).
 VARIANTS: dict[str, list[str]] = {
     "cpu": [],  # today's preset: stem 4 (16x16), [32, 64, 96], depths 1
@@ -72,6 +75,8 @@ VARIANTS: dict[str, list[str]] = {
     "stem2+attn-low": STEM2 + ATTN_LOW,  # also after the lowest level's blocks
     "wide+attn": WIDE + ATTN,
     "stem2+wide+attn": STEM2 + WIDE + ATTN,
+    "stem2-narrow": STEM2 + NARROW,  # the cpu preset (attention, noise) at 32x32, 4 levels
+    "stem2-lean": STEM2 + LEAN,  # 3 levels down to 8x8, attention there
 }
 COMMON = [f"world_model.sampler.steps={STEPS}"]
 
@@ -101,7 +106,8 @@ def measure(variant: str, mode: str, threads: int) -> dict:
     torch.manual_seed(0)
     model = DiamondWorldModel(r.section.model_config(r.task)).to(device)
     model = model.to(memory_format=torch.channels_last)
-    bf16 = use_bf16("auto", device)
+    # --fp32: the numeric path of CPUs without native bf16, measured on one that has it
+    bf16 = use_bf16("auto", device) and not os.environ.get("DMO_BENCH_FP32")
     load = os.getloadavg()[0]
     out = {
         "variant": variant,
@@ -172,9 +178,11 @@ def measure(variant: str, mode: str, threads: int) -> dict:
     return out
 
 
-def child(variant: str, mode: str, threads: int) -> dict:
+def child(variant: str, mode: str, threads: int, fp32: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--one", variant, mode, str(threads)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    if fp32:
+        env["DMO_BENCH_FP32"] = "1"
     row = {"variant": variant, "mode": mode, "threads": threads}
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=LIMIT_S, env=env)
@@ -304,6 +312,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, choices=(1, 2), default=1)
     p.add_argument("--only", nargs="+", choices=list(VARIANTS), help="these variants only")
     p.add_argument("--no-train", action="store_true", help="imagination only")
+    p.add_argument("--fp32", action="store_true", help="no bf16 even where the CPU has it")
     p.add_argument("--commands", action="store_true", help="print the training commands, exit")
     p.add_argument("--note2", help="why the 2-thread column is missing (kept in the JSON)")
     p.add_argument("--report", action="store_true", help="measure nothing: table, JSON, PNG")
@@ -318,7 +327,7 @@ def main() -> int:
     modes = ["imagine"] + ([] if args.no_train or args.threads != 1 else ["train"])
     for v in [] if args.report else args.only or VARIANTS:
         for mode in modes:
-            row = child(v, mode, args.threads)
+            row = child(v, mode, args.threads, args.fp32)
             row["measured_at"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
             rows = [
                 r
