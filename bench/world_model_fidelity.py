@@ -55,6 +55,32 @@ RECORDED = {
         "fps_2thread": 118.0,
         "fps_source": "bench/world_model_variants.py on that machine (AVX2, fp32)",
     },
+    "cpu, trained again (bf16)": {
+        # the same preset, bags of the same seeds, trained with bf16 autocast: one run's
+        # spread (0.77 / 8.0 % above) is as large as the differences between variants
+        "source": "models/wm-cpu-24k/checkpoints/step_12000.pt, 2026-12-02 session 10 (bf16 CPU)",
+        "min_t_iou_1_32": 0.806,
+        "position_error_pct_at_32": 10.7,
+        "angle_error_deg_at_32": 56.0,
+        "psnr_all": 24.23,
+        "baseline_psnr_all": 22.53,
+        "psnr_beats_repeat_last_every_step": True,
+        "fps_1thread": 101.0,
+        "fps_2thread": 118.0,
+        "fps_source": "the cpu preset's, AVX2 CPU of session 9",
+    },
+    "cpu, 24k steps (bf16)": {
+        "source": "models/wm-cpu-24k, 24,000 steps in 56 min, 2026-12-02 session 10 (bf16 CPU)",
+        "min_t_iou_1_32": 0.819,
+        "position_error_pct_at_32": 11.4,
+        "angle_error_deg_at_32": 62.0,
+        "psnr_all": 24.52,
+        "baseline_psnr_all": 22.53,
+        "psnr_beats_repeat_last_every_step": True,
+        "fps_1thread": 101.0,
+        "fps_2thread": 118.0,
+        "fps_source": "the cpu preset's, AVX2 CPU of session 9",
+    },
     "stem2+attn+noise": {
         "source": "models/wm-stem2-attn-noise, 12k steps, 2026-12-02 session 8 (bf16 CPU)",
         "min_t_iou_1_32": 0.824,
