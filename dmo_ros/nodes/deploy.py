@@ -68,13 +68,12 @@ def plan(args: argparse.Namespace) -> Plan:
     # The variants and the evaluation seed are the robot's own task config's policy section
     # (config/pusht.yaml, config/push_cube.yaml), the ones `dmo-ros eval policy` reads.
     from dmo_ros.rl.config import SECTION, PolicyEvalConfig, Variants
-    from dmo_ros.rl.evaluate import resolve_variant
 
     path = config_path(TASK_FILES[robot])
     section = apply_preset(load_yaml(path), None, str(path)).get(SECTION, {})
     variants = build(Variants, section.get("variants"), str(path), f"{SECTION}.variants.")
     evals = build(PolicyEvalConfig, section.get("eval"), str(path), f"{SECTION}.eval.")
-    variant = resolve_variant(args.variant, variants, task)
+    variant = variants.resolve(args.variant, task.name)
     steps = args.steps or getattr(variants, variant).steps
     if steps < 1:
         raise UserError(f"--steps {steps}: must be >= 1")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dmo_ros.errors import UserError
 from dmo_ros.rl.policy import ActorConfig, CriticConfig
 from dmo_ros.rl.sapo import AlphaConfig
 
@@ -54,6 +55,21 @@ class Variants:
         if self.near is None:
             return None
         return {"position": self.near.position, "angle_deg": self.near.angle_deg}
+
+    def resolve(self, variant: str | None, task_name: str) -> str:
+        """The start variant asked for, or the task's first (near where it has near starts,
+        as Push-T does; else full, the push-cube scene's only one); near where there is none
+        and an unknown name are UserErrors."""
+        if variant is None:
+            return "near" if self.near is not None else "full"
+        if variant not in ("near", "full"):
+            raise UserError(f"unknown start variant '{variant}' (expected near or full)")
+        if variant == "near" and self.near is None:
+            raise UserError(
+                f"--variant near: the {task_name} task has no near starts (its simulator has "
+                "one start distribution); pass --variant full"
+            )
+        return variant
 
 
 @dataclass

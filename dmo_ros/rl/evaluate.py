@@ -210,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
     evals = build(PolicyEvalConfig, section.get("eval"), source, f"{SECTION}.eval.")
     if task.robot != robot:
         raise UserError(f"{source}: a task for the {task.robot}, not the {robot}")
-    variant = resolve_variant(args.variant, variants, task)
+    variant = variants.resolve(args.variant, task.name)
     spec = getattr(variants, variant)
     near = variants.near_dict()
     device = pick_device(args.device or "auto")
@@ -254,22 +254,6 @@ def run(args: argparse.Namespace) -> int:
             plot_curves(curves, out / "policy_curves.png")
             print(f"-> {out / 'policy_curves.png'}")
     return 0
-
-
-def resolve_variant(variant: str | None, variants: Variants, task: TaskConfig) -> str:
-    """The start variant asked for, or the task's first (near where it has near starts, as
-    Push-T does; else full, the push-cube scene's only one); near where there is none and an
-    unknown name are UserErrors."""
-    if variant is None:
-        return "near" if variants.near is not None else "full"
-    if variant not in ("near", "full"):
-        raise UserError(f"unknown start variant '{variant}' (expected near or full)")
-    if variant == "near" and variants.near is None:
-        raise UserError(
-            f"--variant near: the {task.name} task has no near starts (its simulator has one "
-            "start distribution); pass --variant full"
-        )
-    return variant
 
 
 def _run_info(run_dir: Path) -> dict:

@@ -156,13 +156,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"policy: preset {preset} ({why}), algo {args.algo}, forward {args.forward}")
     setup = resolve_config(args.config, preset, getattr(args, "set", []))
     cfg = setup.section
-    if args.variant is None:  # the task's first variant: near for Push-T, full for push cube
-        args.variant = "near" if cfg.variants.near is not None else "full"
-    if args.variant == "near" and cfg.variants.near is None:
-        raise UserError(
-            f"--variant near: the {setup.task.name} task has no near starts (its simulator "
-            "has one start distribution); pass --variant full"
-        )
+    args.variant = cfg.variants.resolve(args.variant, setup.task.name)  # and so recorded
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = pick_device(args.device)
