@@ -225,6 +225,9 @@ def test_a_learner_epoch_fills_the_replay_and_finetunes_the_rssm_on_it():
         def sample(self, batch, generator):
             return contexts()
 
+        def advance(self, traj):
+            pass
+
     first = learner.epoch(forward, reward, Starts())
     assert not any(k.startswith("rssm/") for k in first)  # nothing to learn from yet
     assert len(learner.replay) == 3 * (H + 1)

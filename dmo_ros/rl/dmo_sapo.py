@@ -97,8 +97,7 @@ class Learner:
         )
         logs |= self.actor_step(traj)
         logs |= self.critic_step(traj)
-        if hasattr(starts, "advance"):
-            starts.advance(traj)
+        starts.advance(traj)
         if self.finetune is not None:
             self.replay.add(*traj.replay_episode())
         return logs
@@ -217,6 +216,9 @@ class BagStarts:
         items = [self.windows[int(self.index[i])] for i in pick]
         frames = torch.stack([it["frames"] for it in items]).permute(0, 1, 4, 2, 3)
         return frames.float() / 127.5 - 1.0, torch.stack([it["actions"] for it in items])
+
+    def advance(self, traj: Trajectory) -> None:
+        """Every batch starts from fresh real contexts: nothing goes on."""
 
 
 def near_starts(sequences, context: int, reward, quantile: float, device) -> BagStarts:

@@ -36,8 +36,7 @@ class PPOLearner(Learner):
                 self.horizon,
             )  # fmt: skip
         logs |= self.update(traj)
-        if hasattr(starts, "advance"):
-            starts.advance(traj)
+        starts.advance(traj)
         self.replay.add(*traj.replay_episode())
         return logs
 
