@@ -261,16 +261,14 @@ def load_data(bags, resolved: Resolved, reward) -> tuple[Dataset, Dataset | None
     def labels(seqs: list[PlaySequence]) -> list[np.ndarray]:
         return sim_labels(seqs) if reward == "sim" else label_rewards(seqs, reward)
 
-    train_labels = labels(train)  # first: a bag without coverage is named before anything
-    val_data = None
+    train_data, val_data = RewardWindows(train, labels(train), length), None
     if val:
+        val_labels = labels(val)
         try:
-            val_data = RewardWindows(val, labels(val), length)
-        except UserError as e:  # held-out part too short for a window: train without it
-            if "task/coverage" in str(e):
-                raise
+            val_data = RewardWindows(val, val_labels, length)
+        except UserError:  # held-out part too short for a window: train without validation
             val_data = None
-    return RewardWindows(train, train_labels, length), val_data
+    return train_data, val_data
 
 
 def run(args: argparse.Namespace) -> int:
