@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dmo_ros.config import load_yaml
 from dmo_ros.rl.imagination import unroll
 from dmo_ros.rl.policy import Actor, ActorConfig
 from dmo_ros.rl.sim_forward import SimForward
@@ -33,7 +34,6 @@ from dmo_ros.worldmodels.rssm_train import load_rssm
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONFIG = Path(__file__).resolve().parent.parent / "config" / "pusht.yaml"
-NEAR = {"position": 0.1, "angle_deg": 30.0}
 
 
 class Leaves(torch.nn.Module):
@@ -84,7 +84,8 @@ def main() -> int:
         rssm, actor = agent.rssm, agent.actor  # the policy with the RSSM it was trained with
     rssm.requires_grad_(False)
     actor.requires_grad_(False)
-    sim = SimForward(task, args.batch, args.variant, NEAR, seed=7, context=4)
+    near = load_yaml(CONFIG)["policy"]["variants"]["near"]  # the training's near starts
+    sim = SimForward(task, args.batch, args.variant, near, seed=7, context=4)
     rows = {f"{e:g}": {"grad": [], "random": []} for e in args.eps}
     for _ in range(args.rounds):
         state = sim.rng_state

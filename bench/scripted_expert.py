@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from dmo_ros.config import load_yaml
-from dmo_ros.rl.sim_forward import reset_options
+from dmo_ros.rl.sim_forward import make_table, reset_options
 from dmo_ros.sim.pusht_operator import PushTOperator
 from dmo_ros.sim.pusht_table import PushTTable
+from dmo_ros.task import load_task
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONFIG = Path(__file__).resolve().parent.parent / "config" / "pusht.yaml"
@@ -48,13 +49,8 @@ def main() -> int:
     p.add_argument("--max-steps", type=int, default=400)
     p.add_argument("--variants", nargs="+", default=["near", "full"])
     args = p.parse_args()
-    cfg = load_yaml(CONFIG)
-    task, policy = cfg["task"], cfg["policy"]
-    table = PushTTable(
-        image_size=task["image_size"],
-        control_period=task["control_period"],
-        max_delta=float(task["action_high"][0]),
-    )
+    policy = load_yaml(CONFIG)["policy"]
+    table = make_table(load_task(CONFIG))  # as `dmo-ros eval policy` makes its tables
     seed0 = int(policy["eval"]["seed"])
     out = {"episodes": args.episodes, "max_steps": args.max_steps, "variants": {}}
     for variant in args.variants:
